@@ -1,0 +1,383 @@
+"""The state file: one SQLite database under every stage of forwarder.
+
+What it must guarantee, and how:
+
+* A mail is never forwarded twice and never skipped: per folder the
+  ``(uidvalidity, last_uid)`` checkpoint advances in the same transaction that
+  writes the outbox rows for the mails it covers (``record_batch``). A crash
+  before the commit re-reads those mails; a crash after it finds them queued.
+* Rows are keyed on ``(folder, uidvalidity, uid)``: RFC 3501 §2.3.1.1 says a
+  UID means something only within one UIDVALIDITY.
+* WAL with ``synchronous=FULL``: each commit is durable when it returns
+  (about half a millisecond here), so there is no reason to risk less.
+* No secret is ever written: the outbox keeps the *masked* Subject and the
+  sender rebuilds the real one from the config at send time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Per folder: everything with UID <= last_uid in this UIDVALIDITY has been decided.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    folder      TEXT PRIMARY KEY,
+    uidvalidity INTEGER NOT NULL,
+    last_uid    INTEGER NOT NULL,
+    updated_at  REAL NOT NULL
+);
+-- Every mail looked at and what was decided: the ledger behind 'never twice'.
+CREATE TABLE IF NOT EXISTS handled (
+    folder      TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid         INTEGER NOT NULL,
+    message_id  TEXT NOT NULL,
+    action      TEXT NOT NULL,      -- forward | skip | reply | error
+    rule        TEXT,
+    reason      TEXT NOT NULL,
+    at          REAL NOT NULL,
+    PRIMARY KEY (folder, uidvalidity, uid)
+);
+-- One row per SMS request. state: pending, sending, in_doubt, sent, failed, cancelled, held.
+CREATE TABLE IF NOT EXISTS outbox (
+    id                INTEGER PRIMARY KEY,
+    folder            TEXT NOT NULL,
+    uidvalidity       INTEGER NOT NULL,
+    uid               INTEGER NOT NULL,
+    source_message_id TEXT NOT NULL,
+    rule              TEXT,
+    recipient         TEXT NOT NULL,
+    to_addr           TEXT NOT NULL,
+    sender            TEXT NOT NULL,  -- alpha-name used
+    subject_masked    TEXT NOT NULL,
+    text              TEXT NOT NULL,
+    message_id        TEXT NOT NULL UNIQUE,  -- ours, generated once, reused on every retry
+    state             TEXT NOT NULL,
+    created_at        REAL NOT NULL,
+    updated_at        REAL NOT NULL,
+    not_before        REAL NOT NULL,
+    unless_read       INTEGER NOT NULL DEFAULT 0,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    last_error        TEXT,
+    sent_at           REAL,
+    dedup_key         TEXT,
+    UNIQUE (folder, uidvalidity, uid, recipient)
+);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
+-- Gateway replies (BANNED, FORBIDDEN, NO LIST, MSG:XXX, AUTH, ...), kept 90 days.
+CREATE TABLE IF NOT EXISTS replies (
+    id                 INTEGER PRIMARY KEY,
+    folder             TEXT NOT NULL,
+    uidvalidity        INTEGER NOT NULL,
+    uid                INTEGER NOT NULL,
+    received_at        REAL NOT NULL,
+    code               TEXT NOT NULL,
+    msg_code           TEXT,
+    detail             TEXT NOT NULL,
+    request_message_id TEXT,
+    tie                TEXT NOT NULL,
+    UNIQUE (folder, uidvalidity, uid)
+);
+CREATE TABLE IF NOT EXISTS blocked (
+    recipient TEXT PRIMARY KEY,
+    since     REAL NOT NULL,
+    reason    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS circuit (
+    name      TEXT PRIMARY KEY,
+    code      TEXT NOT NULL,
+    detail    TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    probe_at  REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    uidvalidity: int
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class Handled:
+    """The decision about one mail, written with the checkpoint that covers it."""
+
+    uid: int
+    message_id: str
+    action: str
+    rule: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """An SMS to send, as the pipeline hands it to the store (no secrets in here)."""
+
+    uid: int
+    source_message_id: str
+    rule: str | None
+    recipient: str
+    to_addr: str
+    sender: str
+    subject_masked: str
+    text: str
+    message_id: str
+    not_before: float
+    unless_read: bool = False
+    dedup_key: str | None = None
+    state: str = "pending"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    folder: str
+    uidvalidity: int
+    uid: int
+    source_message_id: str
+    rule: str | None
+    recipient: str
+    to_addr: str
+    sender: str
+    subject_masked: str
+    text: str
+    message_id: str
+    state: str
+    created_at: float
+    updated_at: float
+    not_before: float
+    unless_read: bool
+    attempts: int
+    last_error: str | None
+    sent_at: float | None
+    dedup_key: str | None
+
+
+class Store:
+    """Thread-safe access to the state file (one connection, one lock: the load is tiny)."""
+
+    def __init__(self, path: str | Path, *, clock=time.time) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer forwarder (schema {version}); "
+                "upgrade forwarder"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT under the lock; ROLLBACK on any exception."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- meta ---------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self, folder: str) -> Checkpoint | None:
+        rows = self._query(
+            "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+        )
+        return Checkpoint(rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else None
+
+    def checkpoints(self) -> dict[str, tuple[Checkpoint, float]]:
+        rows = self._query("SELECT * FROM checkpoints ORDER BY folder")
+        return {
+            r["folder"]: (Checkpoint(r["uidvalidity"], r["last_uid"]), r["updated_at"])
+            for r in rows
+        }
+
+    def baseline(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        """Start (or restart, after a UIDVALIDITY change) a folder without forwarding its mail."""
+        with self.transaction() as db:
+            self._set_checkpoint(db, folder, uidvalidity, last_uid)
+
+    def _set_checkpoint(
+        self, db: sqlite3.Connection, folder: str, uidvalidity: int, last_uid: int
+    ) -> None:
+        db.execute(
+            "INSERT INTO checkpoints (folder, uidvalidity, last_uid, updated_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET "
+            "uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, "
+            "updated_at = excluded.updated_at",
+            (folder, uidvalidity, last_uid, self.clock()),
+        )
+
+    def is_handled(self, folder: str, uidvalidity: int, uid: int) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM handled WHERE folder = ? AND uidvalidity = ? AND uid = ?",
+            (folder, uidvalidity, uid),
+        )
+        return bool(rows)
+
+    def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
+        wanted = list(uids)
+        found: set[int] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                "SELECT uid FROM handled WHERE folder = ? AND uidvalidity = ? "
+                f"AND uid IN ({marks})",
+                (folder, uidvalidity, *chunk),
+            )
+            found.update(r["uid"] for r in rows)
+        return found
+
+    def record_batch(
+        self,
+        folder: str,
+        uidvalidity: int,
+        handled: Sequence[Handled],
+        outbox: Sequence[OutboxItem],
+        *,
+        advance_to: int | None,
+    ) -> None:
+        """Write decisions, queue SMS and advance the checkpoint: all or nothing.
+
+        ``advance_to`` never moves the checkpoint backwards; None leaves it alone
+        (used for late arrivals below the checkpoint).
+        """
+        now = self.clock()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO handled "
+                "(folder, uidvalidity, uid, message_id, action, rule, reason, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (folder, uidvalidity, h.uid, h.message_id, h.action, h.rule, h.reason, now)
+                    for h in handled
+                ],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (folder, uidvalidity, uid, source_message_id, rule, "
+                "recipient, to_addr, sender, subject_masked, text, message_id, state, created_at, "
+                "updated_at, not_before, unless_read, dedup_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        folder, uidvalidity, o.uid, o.source_message_id, o.rule, o.recipient,
+                        o.to_addr, o.sender, o.subject_masked, o.text, o.message_id, o.state,
+                        now, now, o.not_before, int(o.unless_read), o.dedup_key,
+                    )
+                    for o in outbox
+                ],
+            )  # fmt: skip
+            if advance_to is not None:
+                current = db.execute(
+                    "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+                ).fetchone()
+                stale = current is None or current["uidvalidity"] != uidvalidity
+                if stale or advance_to > current["last_uid"]:
+                    self._set_checkpoint(db, folder, uidvalidity, advance_to)
+
+    # -- outbox -------------------------------------------------------------------------------
+    def due(self, now: float | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Pending SMS whose time has come, oldest first."""
+        now = self.clock() if now is None else now
+        rows = self._query(
+            "SELECT * FROM outbox WHERE state = 'pending' AND not_before <= ? "
+            "ORDER BY not_before, id LIMIT ?",
+            (now, limit),
+        )
+        return [_outbox_row(r) for r in rows]
+
+    def outbox_in(self, *states: str) -> list[OutboxRow]:
+        marks = ",".join("?" * len(states))
+        rows = self._query(f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY id", states)
+        return [_outbox_row(r) for r in rows]
+
+    def set_state(
+        self,
+        row_id: int,
+        state: str,
+        *,
+        error: str | None = None,
+        attempt: bool = False,
+        not_before: float | None = None,
+    ) -> None:
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = ?, updated_at = ?, "
+                "last_error = COALESCE(?, last_error), attempts = attempts + ?, "
+                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
+                "not_before = COALESCE(?, not_before) WHERE id = ?",
+                (state, now, error, int(attempt), state, now, not_before, row_id),
+            )
+
+    def recent(self, limit: int = 20) -> list[OutboxRow]:
+        rows = self._query("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
+        return [_outbox_row(r) for r in rows]
+
+    def count_states(self) -> dict[str, int]:
+        rows = self._query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    def sent_since(self, since: float) -> int:
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE state IN ('sent', 'in_doubt', 'sending') "
+            "AND COALESCE(sent_at, updated_at) >= ?",
+            (since,),
+        )
+        return int(rows[0]["n"])
+
+
+def _outbox_row(r: sqlite3.Row) -> OutboxRow:
+    values = dict(r)
+    values["unless_read"] = bool(values["unless_read"])
+    return OutboxRow(**values)
