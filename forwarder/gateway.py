@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from forwarder.schema import Secret
+from forwarder.smstext import SMS_MAX_CHARS  # seed §Limits: at most 500 characters
 
 DEFAULT_DOMAIN = "mail.alphasms.com.ua"
-SMS_MAX_CHARS = 500  # seed §Limits: the SMS text must not exceed 500 characters
 
 #: Providers accept at most 11 Latin letters, digits, space, '-' and '.' as an alpha-name.
 ALPHA_NAME = re.compile(r"^[A-Za-z0-9 .\-]{1,11}$")

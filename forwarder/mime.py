@@ -1,55 +1,602 @@
-"""Robust decoding of what real mail puts in headers: RFC 2047 words, addresses, dates."""
+"""Robust decoding of what real mail contains: headers, charsets and transfer encodings.
+
+Everything here takes the bytes a server handed over and returns text, and none of it
+raises on malformed input: a mail daemon must read whatever arrives.  Three kinds of
+damage are routine and handled on purpose:
+
+* wrong or missing labels: 8-bit headers without RFC 2047 encoding (RFC 6532 allows raw
+  UTF-8; older mailers send raw windows-1251 or big5), bodies whose declared charset is
+  wrong (UTF-8 labelled ISO-8859-1, windows-1251 labelled koi8-r) or absent;
+* sloppy encoding: RFC 2047 words split in the middle of a character, missing spaces,
+  base64 without padding, ``Content-Transfer-Encoding: quoted printable;``;
+* partial input: the watcher fetches only the first few KiB of each text part
+  (``BODY.PEEK[1]<0.4096>``), so a base64 quantum, a quoted-printable escape or a
+  multi-byte character may be cut at the end.  Incomplete tails are dropped, never
+  turned into garbage.
+"""
 
 from __future__ import annotations
 
+import binascii
+import codecs
 import email
 import email.header
-import email.policy
+import email.parser
 import email.utils
-from datetime import datetime
+import functools
+import logging
+import math
+import re
+from datetime import UTC, datetime
 from email.message import Message
+from email.policy import Compat32
+
+import charset_normalizer
+
+logger = logging.getLogger(__name__)
+
+#: Decode at most this much of one part: an SMS shows 500 characters, and the daemon
+#: fetches only a few KiB of each part anyway.
+MAX_PART_BYTES = 64 * 1024
+
+#: How much of a text the charset scorer looks at; a few hundred letters decide.
+SCORE_SAMPLE_CHARS = 2048
+
+#: A wrongly labelled single-byte text is re-decoded only when another charset reads
+#: this many nats per non-ASCII character better, and with at least this much evidence.
+RELABEL_MARGIN = 1.0
+RELABEL_MIN_CHARS = 2
+
+#: Below this average score no single-byte charset is plausible (CJK, binary):
+#: ask charset-normalizer, which needs some length to be reliable.
+PLAUSIBLE_SCORE = -6.5
+DETECTOR_MIN_BYTES = 32
+
+#: Single-byte charsets a label-less 8-bit text is tried against, in order of
+#: preference on ties.  The project's mail is mostly Ukrainian, Russian and Western.
+GUESS_CHARSETS = ("cp1251", "koi8-u", "cp1252", "cp1250", "iso8859-5", "cp866")
+
+#: Labels that, when they decode without error, may still be wrong: any byte is valid
+#: in them, so mislabelled text decodes to mojibake instead of failing.
+CONFUSABLE_CHARSETS = frozenset(GUESS_CHARSETS) | {"iso8859-1", "iso8859-2", "mac-cyrillic"}
+
+#: Labels replaced by the superset that real senders actually use (WHATWG Encoding
+#: Standard §4.2 does the same for iso-8859-1 → windows-1252 and the CJK labels).
+#: koi8-r → koi8-u: Ukrainian senders routinely label koi8-u text as koi8-r, and the
+#: two differ only in 8 box-drawing positions.
+CHARSET_UPGRADES = {
+    "iso8859-1": "cp1252",
+    "koi8-r": "koi8-u",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "big5": "big5hkscs",
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+    "iso8859-11": "cp874",
+    "tis-620": "cp874",
+}
+
+#: Labels that say nothing about the bytes.  "us-ascii" on 8-bit data is a lie too,
+#: handled by the strict decode failing.
+MEANINGLESS_CHARSETS = frozenset(
+    {"", "x-unknown", "unknown", "unknown-8bit", "x-user-defined", "none", "default", "charset"}
+)
+
+_UTF8_BOM = codecs.BOM_UTF8
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+
+
+class RobustPolicy(Compat32):
+    """compat32, but header values always come back as ``str``.
+
+    compat32 is used on purpose: the modern policy raises on some malformed headers
+    when they are read.  Its one flaw is that a header with raw 8-bit bytes comes back
+    as an ``email.header.Header`` whose text is lost in ``unknown-8bit``; here such
+    bytes are decoded (RFC 6532 UTF-8 first, then the message's own charset, then a
+    guess), so ``msg["Subject"]`` is always plain text.
+    """
+
+    header_charset: str | None = None
+
+    def header_fetch_parse(self, name, value):  # type: ignore[override]
+        if isinstance(value, str) and not value.isascii() and _has_surrogates(value):
+            raw = value.encode("ascii", "surrogateescape")
+            return decode_bytes(raw, self.header_charset, prefer_utf8=True)
+        return super().header_fetch_parse(name, value)
+
+
+_CHARSET_PARAM = re.compile(rb"""charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_SURROGATES = re.compile("[\udc80-\udcff]")
+_SURROGATE_RUN = re.compile("[\udc80-\udcff]+")
+
+
+def _has_surrogates(text: str) -> bool:
+    """True if ``text`` holds bytes the parser could not decode (surrogate escapes)."""
+    return _SURROGATES.search(text) is not None
+
+
+def _header_charset_hint(raw: bytes) -> str | None:
+    """The first charset the message declares anywhere: the best guess for its raw 8-bit headers."""
+    for match in _CHARSET_PARAM.finditer(raw, 0, MAX_PART_BYTES):
+        label = match.group(1).decode("ascii").lower()
+        if label not in ("us-ascii", "ascii"):
+            return label
+    return None
+
+
+#: RFC 5322 §4.5.3 obsolete syntax allows spaces before the colon ("Subject : hi"), which
+#: the stdlib parser takes for the start of the body.
+_OBSOLETE_HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(header_charset: str | None) -> RobustPolicy:
+    """Policies are immutable: one per header charset is enough."""
+    return RobustPolicy(header_charset=header_charset)
+
+
+def _header_end(raw: bytes) -> int:
+    end = _HEADER_END.search(raw)
+    return end.start() if end else len(raw)
 
 
 def parse_message(raw: bytes) -> Message:
     """Parse bytes into a Message without ever raising.
 
-    compat32 is used on purpose: the modern policy raises on some malformed
-    headers when they are read, and a mail daemon must read anything.
+    Header values of the result are always ``str`` (see :class:`RobustPolicy`).  A
+    message too deeply nested for the parser is read as headers plus an opaque body.
     """
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
+    end = _header_end(raw)
+    header, body = raw[:end], raw[end:]
+    # The hint costs a scan of the message: only 8-bit headers need it.
+    hint = None if header.isascii() else _header_charset_hint(raw)
+    if b" :" in header or b"\t:" in header:
+        raw = _OBSOLETE_HEADER_NAME.sub(rb"\1:", header) + body
+    policy = _policy(hint)
+    try:
+        return email.message_from_bytes(raw, policy=policy)
+    except Exception:  # RecursionError on pathological nesting, anything else on junk
+        logger.warning("unparsable MIME structure, reading headers only", exc_info=True)
+        return email.parser.BytesHeaderParser(policy=policy).parsebytes(raw)
+
+
+# ---------------------------------------------------------------------------
+# Charsets
+
+
+@functools.lru_cache(maxsize=256)
+def codec_for(label: str | None) -> str | None:
+    """The Python codec to decode a MIME charset label with, or None if the label is useless.
+
+    Tolerates what senders write (``"windows-1251"``, ``win-1251``, ``cp-1251``,
+    ``x-mac-cyrillic``, RFC 2231 ``utf-8*en``) and upgrades labels to the superset
+    real mail uses (:data:`CHARSET_UPGRADES`).
+    """
+    if label is None:
+        return None
+    name = label.strip().strip("\"'").lower().split("*", 1)[0]
+    if name in MEANINGLESS_CHARSETS:
+        return None
+    candidates = [name]
+    if name.startswith("x-"):
+        candidates.append(name[2:])
+    win = re.fullmatch(r"(?:x-)?(?:win|windows|cp|ms)[-_ ]?(\d{3,4})", name)
+    if win:
+        candidates.append("cp" + win.group(1))
+    iso = re.fullmatch(r"iso[-_ ]?8859[-_ ]?(\d+)(?:-[ie])?", name)
+    if iso:
+        candidates.append("iso8859-" + iso.group(1))
+    for candidate in candidates:
+        try:
+            codec = codecs.lookup(candidate).name
+            # Only text encodings: "charset=base64" or "zlib" name bytes-to-bytes codecs.
+            if not isinstance(codecs.decode(b"", codec), str):
+                continue
+        except Exception:  # LookupError, or the "undefined" codec refusing everything
+            continue
+        return CHARSET_UPGRADES.get(codec, codec)
+    logger.debug("unknown charset label %r", label)
+    return None
+
+
+def _decode_strict(data: bytes, codec: str) -> str | None:
+    """Decode all complete characters of ``data``, or None if it is not valid ``codec``.
+
+    An incremental decoder with ``final=False`` keeps an incomplete multi-byte sequence
+    at the end in its buffer instead of failing: exactly what a cut-off fetch needs.
+    """
+    try:
+        decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+        return decoder.decode(data, final=False)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    except Exception:  # some CJK codecs raise odd errors on junk
+        return None
+
+
+_RU_FREQ = {  # Russian letter frequencies (National Corpus of Russian), per letter
+    "о": 0.1097, "е": 0.0845, "а": 0.0801, "и": 0.0735, "н": 0.067, "т": 0.0626,
+    "с": 0.0547, "р": 0.0473, "в": 0.0454, "л": 0.044, "к": 0.0349, "м": 0.0321,
+    "д": 0.0298, "п": 0.0281, "у": 0.0262, "я": 0.0201, "ы": 0.019, "ь": 0.0174,
+    "г": 0.017, "з": 0.0165, "б": 0.0159, "ч": 0.0144, "й": 0.0121, "х": 0.0097,
+    "ж": 0.0094, "ш": 0.0073, "ю": 0.0064, "ц": 0.0048, "щ": 0.0036, "э": 0.0032,
+    "ф": 0.0026, "ъ": 0.0004, "ё": 0.0004,
+}  # fmt: skip
+_UK_EXTRA = {"і": 0.055, "ї": 0.006, "є": 0.004, "ґ": 0.0005, "’": 0.003}
+_LATIN_EXTRA = "éèêëàâäáãåçîïíìôöóòõøœûüúùñßæłąęśżźćńčřšžýőű"
+_PUNCTUATION = "«»—–…’‘“”„•№°±©®€£§·\xa0"
+_LETTER_LOGP = {
+    **{c: math.log(p) for c, p in _RU_FREQ.items()},
+    **{c: math.log(p) for c, p in _UK_EXTRA.items()},
+    **{c: math.log(0.01) for c in _LATIN_EXTRA},
+    # Typographic punctuation is as common as a frequent letter in real text (HTML mail
+    # is full of no-break spaces): it must not make a Cyrillic misreading look better.
+    **{c: math.log(0.03) for c in _PUNCTUATION},
+}
+_RARE_LOGP = math.log(1e-6)
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+#: The shapes mojibake takes, which real text practically never has: three accented
+#: Latin letters in a row (Cyrillic read as windows-1252: "Ïðèâåò"), a small Cyrillic
+#: letter followed by a capital (koi8 read as windows-1251: "оПХБЕР"), a word mixing
+#: Latin and Cyrillic letters (windows-1252 read as windows-1251: "Rйunion").
+_MOJIBAKE = re.compile(
+    r"[\u00c0-\u00ff]{3,}|[а-яёіїєґ][А-ЯЁІЇЄҐ]"
+    r"|[A-Za-z][\u0400-\u04ff]|[\u0400-\u04ff][A-Za-z]|[\x80-\x9f\u2500-\u257f]"
+)
+
+
+def plausibility(text: str) -> float:
+    """Average log-probability per non-ASCII character that ``text`` is real prose.
+
+    A small language model in the spirit of Mozilla's universal charset detector: letter
+    frequencies of Russian/Ukrainian and common Western diacritics, plus penalties for
+    the two shapes mojibake takes: words mixing Latin and Cyrillic letters (windows-1252
+    read as windows-1251) and wrong capitalisation inside a word (koi8 read as
+    windows-1251 swaps the cases).  Returns 0.0 for pure ASCII.
+    """
+    sample = text[:SCORE_SAMPLE_CHARS]
+    non_ascii = _NON_ASCII.findall(sample)
+    if not non_ascii:
+        return 0.0
+    total = sum(_LETTER_LOGP.get(c.lower(), _RARE_LOGP) for c in non_ascii)
+    for word in _WORD.findall(sample):
+        if word.isascii():
+            continue
+        if _CYRILLIC.search(word) and _ASCII_LETTER.search(word):
+            total += _RARE_LOGP
+        if not (word.islower() or word.isupper() or word[1:].islower()):
+            total += _RARE_LOGP
+    return total / len(non_ascii)
+
+
+def _best_single_byte(data: bytes, candidates: tuple[str, ...]) -> tuple[str, str, float]:
+    """(text, codec, score) of the candidate that reads ``data`` most plausibly."""
+    best = ("", "", -math.inf)
+    for codec in candidates:
+        text = _decode_strict(data, codec)
+        if text is None:
+            continue
+        score = plausibility(text)
+        if score > best[2]:
+            best = (text, codec, score)
+    return best
+
+
+def _detect(data: bytes) -> str:
+    """Decode bytes whose charset is unknown: single-byte scoring, then charset-normalizer."""
+    text, codec, score = _best_single_byte(data, GUESS_CHARSETS)
+    if score < PLAUSIBLE_SCORE and len(data) >= DETECTOR_MIN_BYTES:
+        try:
+            match = charset_normalizer.from_bytes(data[:MAX_PART_BYTES]).best()
+        except Exception:  # a detector bug must not lose the mail
+            logger.warning("charset-normalizer failed", exc_info=True)
+            match = None
+        if match is not None:
+            logger.debug("charset-normalizer guessed %s", match.encoding)
+            return str(match)
+    if codec:
+        return text
+    return data.decode("cp1252", errors="replace").replace("\ufffd", "")
+
+
+def _utf8_with_fallback(data: bytes, fallback: str | None) -> str | None:
+    """Mostly-UTF-8 text with a few stray legacy bytes (a signature pasted from elsewhere).
+
+    Returns None unless valid UTF-8 sequences outnumber the invalid bytes: then the
+    valid parts are kept and each invalid run is decoded on its own.
+    """
+    mixed = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape").decode(data)
+    invalid = len(_SURROGATES.findall(mixed))
+    valid = len(_NON_ASCII.findall(mixed)) - invalid
+    if valid < 2 * invalid:
+        return None
+
+    def redecode(run: re.Match[str]) -> str:
+        raw = run.group().encode("utf-8", errors="surrogateescape")
+        return decode_bytes(raw, fallback) if fallback else _detect(raw)
+
+    return _SURROGATE_RUN.sub(redecode, mixed)
+
+
+def decode_bytes(data: bytes, charset: str | None = None, *, prefer_utf8: bool = False) -> str:
+    """Decode ``data`` labelled ``charset`` to text; never raises, never returns mojibake knowingly.
+
+    Order of trust:
+
+    1. 7-bit stateful charsets (ISO-2022-JP, UTF-7) honour their label: their bytes are ASCII.
+    2. Pure ASCII is ASCII.
+    3. Valid UTF-8 wins over a single-byte label (legacy text is practically never
+       valid UTF-8 by accident, while UTF-8 labelled ISO-8859-1 is common), and over
+       no label at all.  ``prefer_utf8`` makes it win over any label (RFC 6532 headers).
+    4. The declared charset, if it decodes; for single-byte labels the result is
+       compared with the other single-byte charsets and replaced when it reads as
+       mojibake (:func:`plausibility`).
+    5. Detection.
+    """
+    if not data:
+        return ""
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
+        charset = "utf-8"
+    codec = codec_for(charset)
+    if codec and (codec.startswith("iso2022") or codec in ("utf-7", "hz")):
+        text = _decode_strict(data, codec)
+        if text is not None:
+            return text
+    if data.isascii():
+        return data.decode("ascii")
+    if codec is None or prefer_utf8 or codec in CONFUSABLE_CHARSETS or codec == "utf-8":
+        text = _decode_strict(data, "utf-8")
+        if text is not None:
+            return text
+    if codec and codec != "utf-8":
+        text = _decode_strict(data, codec)
+        if text is not None:
+            if codec not in CONFUSABLE_CHARSETS:
+                return text
+            if not _MOJIBAKE.search(text[:SCORE_SAMPLE_CHARS]):
+                return text
+            score = plausibility(text)
+            alternatives = tuple(c for c in GUESS_CHARSETS if c != codec)
+            better, better_codec, better_score = _best_single_byte(data, alternatives)
+            enough = len(_NON_ASCII.findall(text[:SCORE_SAMPLE_CHARS])) >= RELABEL_MIN_CHARS
+            if enough and better_score > score + RELABEL_MARGIN:
+                logger.debug("charset %s reads as mojibake, using %s", codec, better_codec)
+                return better
+            return text
+    mostly_utf8 = _utf8_with_fallback(data, codec if codec != "utf-8" else None)
+    if mostly_utf8 is not None:
+        return mostly_utf8
+    return _detect(data)
+
+
+# ---------------------------------------------------------------------------
+# Headers
+
+#: RFC 2047 §2 encoded word.  Tolerates what breaks the strict grammar in the wild:
+#: spaces inside the encoded text, and no whitespace around the word.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?]*)\?=")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_QP_HEADER_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+_UNSAFE_HEADER_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd\udc80-\udcff]")
+
+
+def _decode_q(text: str) -> bytes:
+    """RFC 2047 §4.2 "Q" encoding; a malformed escape stays literal."""
+    raw = text.replace("_", " ").encode("ascii", errors="replace")
+    return _QP_HEADER_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+
+
+def decode_base64(data: bytes) -> bytes:
+    """Base64 that survives missing padding, junk characters, concatenation and truncation.
+
+    RFC 2045 §6.8 says to ignore characters outside the alphabet.  Each ``=``-padded
+    run is decoded on its own (some encoders concatenate encoded blocks), and an
+    incomplete final quantum yields the whole bytes it holds: 2 or 3 leftover
+    characters still carry 1 or 2 bytes, a single one carries none.
+    """
+    clean = re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
+    out = []
+    for chunk in clean.split(b"="):
+        if not chunk:
+            continue
+        usable = len(chunk) - (1 if len(chunk) % 4 == 1 else 0)
+        chunk = chunk[:usable]
+        chunk += b"=" * (-len(chunk) % 4)
+        try:
+            out.append(binascii.a2b_base64(chunk))
+        except binascii.Error:
+            continue
+    return b"".join(out)
+
+
+def _decode_b(text: str) -> bytes:
+    return decode_base64(text.encode("ascii", errors="ignore"))
 
 
 def decode_header(value: object) -> str:
-    """Decode a header value (RFC 2047 encoded words) to text; never raises."""
+    """Decode a header value (RFC 2047 encoded words) to one line of text; never raises.
+
+    Beyond RFC 2047: adjacent encoded words in the same charset are joined as bytes
+    before decoding, so a multi-byte character split across two words (a common
+    encoder bug that §5 forbids) comes out whole; each charset is decoded with the
+    fallbacks of :func:`decode_bytes`; whitespace is collapsed and control characters
+    and U+FFFD are dropped.
+    """
     if value is None:
         return ""
-    text = str(value)
-    try:
-        parts = email.header.decode_header(text)
-    except Exception:
-        return " ".join(text.split())
-    out: list[str] = []
-    for chunk, charset in parts:
-        if isinstance(chunk, bytes):
-            try:
-                out.append(chunk.decode(charset or "utf-8", errors="replace"))
-            except LookupError:
-                out.append(chunk.decode("utf-8", errors="replace"))
+    if isinstance(value, email.header.Header):
+        chunks = email.header.decode_header(value)
+        text = "".join(
+            decode_bytes(chunk, charset, prefer_utf8=charset == "unknown-8bit")
+            if isinstance(chunk, bytes)
+            else chunk
+            for chunk, charset in chunks
+        )
+        return _tidy_header(text)
+    text = _FOLD.sub("", str(value))
+    pieces: list[tuple[str | None, bytes | str]] = []  # (charset, bytes) or (None, text)
+    position = 0
+    for match in _ENCODED_WORD.finditer(text):
+        between = text[position : match.start()]
+        # RFC 2047 §6.2: whitespace between two adjacent encoded words is not displayed.
+        if between and not (between.isspace() and pieces and pieces[-1][0] is not None):
+            pieces.append((None, between))
+        charset, encoding, encoded = match.groups()
+        raw = _decode_q(encoded) if encoding in "Qq" else _decode_b(encoded)
+        charset = charset.lower().split("*", 1)[0]
+        if pieces and pieces[-1][0] == charset:
+            pieces[-1] = (charset, pieces[-1][1] + raw)  # type: ignore[operator]
         else:
-            out.append(chunk)
-    return " ".join("".join(out).split())
+            pieces.append((charset, raw))
+        position = match.end()
+    pieces.append((None, text[position:]))
+    decoded = "".join(
+        decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
+        for charset, chunk in pieces
+    )
+    return _tidy_header(decoded)
+
+
+def _tidy_header(text: str) -> str:
+    return " ".join(_UNSAFE_HEADER_CHARS.sub("", text).split())
+
+
+_ADDRESS = re.compile(r"[^\s<>\"',;:()@]+@[^\s<>\"',;:()@]+")
 
 
 def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
-    """(display name, address) pairs from address headers; names decoded, addresses lowercased."""
-    pairs = email.utils.getaddresses([str(v) for v in values])
-    return [(decode_header(name), addr.strip().lower()) for name, addr in pairs if name or addr]
+    """(display name, address) pairs from address headers; names decoded, addresses lowercased.
+
+    Names are decoded after the address list is split (RFC 2047 §5: an encoded word
+    may hold a comma).  If the stdlib parser chokes, addresses are picked out by shape.
+    """
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        text = decode_header(value) if isinstance(value, email.header.Header) else str(value)
+        try:
+            found = email.utils.getaddresses([text])
+        except Exception:
+            found = []
+        if not found or any(addr and not _ADDRESS.fullmatch(addr) for _, addr in found):
+            # "a@x b@x" without a comma, stray "@": take what looks like addresses.
+            logger.debug("unparsable address header %r", text)
+            found = [("", addr) for addr in _ADDRESS.findall(text)]
+        pairs.extend(found)
+    out = []
+    for name, addr in pairs:
+        name = decode_header(name).strip("\"' ")
+        addr = addr.strip().lower()
+        if name or addr:
+            out.append((name, addr))
+    return out
 
 
 def parse_date(value: object) -> datetime | None:
+    """The Date header as an aware datetime, or None when it cannot be read.
+
+    RFC 5322 §3.3: ``-0000`` means "UTC, local zone unknown"; the stdlib returns a
+    naive datetime for it, made aware here so callers can always convert it.
+    """
     if not value:
         return None
     try:
-        return email.utils.parsedate_to_datetime(str(value))
-    except (TypeError, ValueError, IndexError):
+        parsed = email.utils.parsedate_to_datetime(decode_header(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+# ---------------------------------------------------------------------------
+# Bodies
+
+_TRANSFER_ENCODINGS = {
+    "base64": "base64",
+    "quotedprintable": "quoted-printable",
+    "quoted-printable": "quoted-printable",
+    "qp": "quoted-printable",
+}
+_QP_CUT_ESCAPE = re.compile(rb"=[0-9A-Fa-f]?\Z")
+
+
+def transfer_encoding(part: Message) -> str:
+    """The part's Content-Transfer-Encoding: "base64", "quoted-printable" or "identity".
+
+    Reads what senders write: ``Quoted-printable``, ``quoted printable``,
+    ``quoted-printable;``.  Everything else (7bit, 8bit, binary, ``8bits``, empty, junk)
+    needs no decoding.
+    """
+    label = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    label = re.sub(r"[\s_;]+", "", label.split(";", 1)[0])
+    return _TRANSFER_ENCODINGS.get(label, "identity")
+
+
+def decode_quoted_printable(data: bytes) -> bytes:
+    """RFC 2045 §6.7 quoted-printable; an escape cut off by a partial fetch is dropped."""
+    return binascii.a2b_qp(_QP_CUT_ESCAPE.sub(b"", data))
+
+
+def _encoded_payload(part: Message) -> bytes | str:
+    """The part's body exactly as it came, transfer encoding still applied.
+
+    Bytes for a parsed message; ``str`` only for a text part built in memory (e.g. by
+    ``EmailMessage.set_content``), which holds decoded text, not bytes.
+
+    compat32 keeps bytes it cannot decode as surrogate escapes in ``Message._payload``.
+    The public accessors cannot return them losslessly: ``get_payload()`` replaces them
+    with the declared charset's reading (mojibake when the label is wrong) and
+    ``get_payload(decode=True)`` mangles text built in memory.  Reading the attribute
+    is the only lossless route, and it has been stable since Python 3.2.
+    """
+    payload = part._payload  # private on purpose: see the docstring
+    if isinstance(payload, bytes):
+        return payload
+    if not isinstance(payload, str):
+        return b""
+    if payload.isascii() or _has_surrogates(payload):
+        return payload.encode("ascii", errors="surrogateescape")
+    return payload
+
+
+def undo_transfer_encoding(encoded: bytes, cte: str) -> bytes:
+    """Undo ``cte`` on at most :data:`MAX_PART_BYTES` of output; tolerant of truncation."""
+    if cte == "base64":
+        # 4 characters carry 3 bytes, and line breaks count too: a generous slice.
+        return decode_base64(encoded[: 2 * MAX_PART_BYTES])[:MAX_PART_BYTES]
+    if cte == "quoted-printable":
+        return decode_quoted_printable(encoded[: 3 * MAX_PART_BYTES])[:MAX_PART_BYTES]
+    return encoded[:MAX_PART_BYTES]
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
+
+
+def part_text(part: Message) -> str:
+    """The decoded text of a leaf part, with every fallback of :func:`decode_bytes`.
+
+    The charset comes from Content-Type, else (for HTML) from ``<meta charset>``
+    (the HTML Living Standard lets a document declare it inside), else detection.
+    """
+    encoded = _encoded_payload(part)
+    if isinstance(encoded, str):
+        return encoded
+    data = undo_transfer_encoding(encoded, transfer_encoding(part))
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # a malformed RFC 2231 parameter
+        charset = None
+    if not charset and part.get_content_subtype() == "html":
+        meta = _META_CHARSET.search(data, 0, 4096)
+        if meta:
+            charset = meta.group(1).decode("ascii")
+    return decode_bytes(data, charset)
