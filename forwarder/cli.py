@@ -1,0 +1,288 @@
+"""The command line: the only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from forwarder import __version__
+from forwarder import config as config_module
+from forwarder.config import Config, ConfigError
+from forwarder.mail import Mail
+from forwarder.pipeline import sms_options
+from forwarder.store import Store
+from forwarder.transform import render
+
+EX_OK = 0
+EX_FAIL = 1
+EX_USAGE = 64
+EX_NOINPUT = 66
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+DEFAULT_CONFIG = "/etc/forwarder/forwarder.yaml"
+
+logger = logging.getLogger("forwarder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EX_USAGE
+    return int(args.func(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forwarder",
+        description="Forward the e-mail that matters to your phone as SMS, through the AlphaSMS "
+        "Email2SMS gateway. Watches an IMAP mailbox, decides by the rules in a YAML file.",
+        epilog="Exit codes: 0 ok, 1 failure (e.g. a rule test failed), 75 temporary failure, "
+        "78 configuration error. See README.md for the config file.",
+    )
+    parser.add_argument("--version", action="version", version=f"forwarder {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument(
+            "--config", "-c", default=DEFAULT_CONFIG, metavar="FILE",
+            help=f"the YAML config file (default {DEFAULT_CONFIG})",
+        )  # fmt: skip
+        p.set_defaults(func=func)
+        return p
+
+    run = command("run", "Run the daemon: watch IMAP, forward important mail as SMS.", _run)
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="override log_level from the config")  # fmt: skip
+
+    command("check", "Validate the config file without touching any server.", _check)
+
+    trial = command(
+        "try", "Dry run on one saved mail: which rule decides, and the exact SMS.", _try
+    )
+    trial.add_argument(
+        "mail", metavar="MAIL.eml", help="a message file (RFC 5322, e.g. saved .eml)"
+    )
+    trial.add_argument("--folder", default="INBOX", help="pretend the mail is in this folder")
+    trial.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    trial.add_argument("--explain", action="store_true", help="show every rule tried and why")
+
+    status = command("status", "What was forwarded lately, and the state of every SMS.", _status)
+    status.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    status.add_argument("--limit", type=int, default=10, help="how many recent SMS to list")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config | int:
+    try:
+        return config_module.load(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(
+            f"{args.config}: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr
+        )
+        return EX_CONFIG
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # imapclient logs protocol lines at DEBUG; they are redacted, but not needed.
+    logging.getLogger("imapclient").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _setup_logging(args.log_level or config.log_level)
+    from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
+
+    try:
+        daemon = Daemon(config)
+    except OSError as exc:
+        logger.error("cannot open the state file %s: %s", config.state, exc)
+        return EX_TEMPFAIL
+    return daemon.run()
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    print(
+        f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
+        f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
+    )
+    return EX_OK
+
+
+def _try(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    try:
+        raw = Path(args.mail).read_bytes()
+    except OSError as exc:
+        print(f"{args.mail}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EX_NOINPUT
+    mail = Mail(raw, folder=args.folder, flags=frozenset())
+    now = datetime.now(UTC)
+    decision = config.ruleset.decide(mail, now, explain=args.explain)
+    result: dict = {
+        "action": decision.action,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "sms": None,
+    }
+    if args.explain:
+        result["trace"] = list(decision.trace)
+    if decision.action == "forward" and not decision.gateway_reply:
+        sms = render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
+        requests = config.gateway.requests(decision.options.sender)
+        result["sms"] = {
+            "to": requests[0].to,
+            "subject": requests[0].masked_subject,
+            "text": sms.text,
+            "length": sms.length,
+            "encoding": sms.encoding,
+            "segments": sms.segments,
+        }
+        if len(requests) > 1:
+            result["sms"]["also_to"] = [r.to for r in requests[1:]]
+        if decision.options.delay:
+            result["sms"]["delay_seconds"] = decision.options.delay
+        if decision.hold_until is not None:
+            result["sms"]["hold_until"] = decision.hold_until.isoformat()
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return EX_OK
+    print(f"decision: {decision.action} — {decision.reason}")
+    for line in result.get("trace", []):
+        print(f"  {line}")
+    sms_info = result["sms"]
+    if sms_info:
+        print(
+            f"to:       {sms_info['to']}" + "".join(f", {a}" for a in sms_info.get("also_to", []))
+        )
+        print(f"subject:  {sms_info['subject']}")
+        print(
+            f"length:   {sms_info['length']} characters, {sms_info['encoding']}, "
+            f"{sms_info['segments']} SMS segment(s)"
+        )
+        print("text:")
+        for line in sms_info["text"].splitlines() or [""]:
+            print(f"  | {line}")
+    return EX_OK
+
+
+def _ago(timestamp: float | None) -> str:
+    if not timestamp:
+        return "never"
+    when = datetime.fromtimestamp(timestamp).astimezone()
+    return f"{when:%Y-%m-%d %H:%M:%S} ({_duration(time.time() - timestamp)} ago)"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def status_data(config: Config, store: Store, limit: int = 10) -> dict:
+    """Everything ``status`` shows, as plain data (no secrets: subjects are stored masked)."""
+
+    def meta_time(key: str) -> float | None:
+        value = store.get_meta(key)
+        return float(value) if value else None
+
+    return {
+        "state_file": str(config.state),
+        "started_at": meta_time("started_at"),
+        "stopped_at": meta_time("stopped_at"),
+        "last_poll": meta_time("last_poll"),
+        "last_poll_error": store.get_meta("last_poll_error") or None,
+        "folders": {
+            folder: {"uidvalidity": cp.uidvalidity, "last_uid": cp.last_uid, "updated_at": at}
+            for folder, (cp, at) in store.checkpoints().items()
+        },
+        "outbox": store.count_states(),
+        "sent_last_24h": store.sent_since(time.time() - 86400),
+        "recent": [
+            {
+                "id": row.id,
+                "state": row.state,
+                "rule": row.rule,
+                "to": row.to_addr,
+                "subject": row.subject_masked,
+                "source_message_id": row.source_message_id,
+                "message_id": row.message_id,
+                "text": row.text,
+                "created_at": row.created_at,
+                "sent_at": row.sent_at,
+                "attempts": row.attempts,
+                "last_error": row.last_error,
+            }
+            for row in store.recent(limit)
+        ],
+    }
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    if not config.state.exists():
+        print(f"no state yet: {config.state} does not exist (has forwarder run?)", file=sys.stderr)
+        return EX_TEMPFAIL
+    store = Store(config.state)
+    try:
+        data = status_data(config, store, args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EX_OK
+    running = data["started_at"] and (
+        not data["stopped_at"] or data["stopped_at"] < data["started_at"]
+    )
+    print(f"daemon:     {'up since ' + _ago(data['started_at']) if running else 'not running'}")
+    print(f"last poll:  {_ago(data['last_poll'])}")
+    if data["last_poll_error"]:
+        print(f"IMAP error: {data['last_poll_error']}")
+    for folder, cp in data["folders"].items():
+        print(
+            f"folder:     {folder}  UIDVALIDITY {cp['uidvalidity']}, "
+            f"handled up to UID {cp['last_uid']}"
+        )
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(data["outbox"].items())) or "empty"
+    print(f"outbox:     {counts}; {data['sent_last_24h']} sent in the last 24 h")
+    if data["recent"]:
+        print("recent SMS:")
+    for item in data["recent"]:
+        when = datetime.fromtimestamp(item["sent_at"] or item["created_at"]).astimezone()
+        preview = " ".join(item["text"].split())
+        preview = preview[:60] + ("…" if len(preview) > 60 else "")
+        print(f"  {when:%m-%d %H:%M} {item['state']:<9} {item['rule'] or '-':<12} {preview}")
+        if item["last_error"] and item["state"] != "sent":
+            print(f"      last error: {item['last_error']}")
+    return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

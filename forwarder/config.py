@@ -1,0 +1,334 @@
+"""The configuration file: read once, validated completely, then an immutable value.
+
+``load(path)`` either returns a ``Config`` that the rest of forwarder trusts
+without further checks, or raises ``ConfigError`` carrying every problem as
+``FILE:LINE: what is wrong``. It never touches a server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from forwarder import gateway
+from forwarder.gateway import Account, Auth, Mode
+from forwarder.rules import GuardContext, RuleSet, compile_ruleset
+from forwarder.schema import Problems, Secret, Section
+from forwarder.smstext import SmsOptions, validate_template
+from forwarder.yamlsource import ConfigError, load_file
+
+DEFAULT_STATE = "/var/lib/forwarder/state.db"
+SECURITY = ("tls", "starttls", "plain")
+IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
+SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
+DEFAULT_REPLY_FROM = ("*@alphasms.com.ua", "*@*.alphasms.com.ua")
+
+__all__ = ["Config", "ConfigError", "load"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost': the only hosts plaintext may go to."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str
+    port: int
+    security: str  # tls | starttls | plain (plain only to loopback)
+    username: str
+    password: Secret
+    folders: tuple[str, ...] = ("INBOX",)
+    poll_interval: float = 60.0  # the safety-net poll, also the only mechanism when idle is off
+    idle: bool = True  # RFC 2177 push where the server offers it
+    idle_renew: float = (
+        600.0  # re-issue IDLE this often; RFC 2177 says servers may drop it at 29 min
+    )
+    timeout: float = 30.0  # every socket operation; nothing may block for ever
+    ca_file: str | None = None
+    fetch_bytes: int = 4096  # how much of each text part to fetch: the SMS needs only the start
+    keyword: str | None = None  # e.g. "$Forwarded": flag handled mail, when PERMANENTFLAGS allow
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: str
+    username: str | None
+    password: Secret | None
+    from_addr: str  # the address registered with AlphaSMS
+    timeout: float = 30.0
+    ca_file: str | None = None
+    allow_plaintext_secrets: bool = False  # loopback only; for tests and local relays
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    on_doubt: str = "alert"  # resend | alert: what to do with a send cut off after the final dot
+    max_age: float = 6 * 3600.0  # keep retrying a pending SMS this long, then mark it failed
+    retry_attempts: int = 3  # tries within one send before the SMS waits for the next round
+    message_id_domain: str = "forwarder.invalid"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """A wallet guard across all rules; a held SMS is summarised, never silently dropped."""
+
+    per_minute: int = 5
+    per_hour: int = 30
+    per_day: int = 100
+    dedup_window: float = 600.0  # same sender + subject within this many seconds → one SMS
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    imap: ImapConfig
+    smtp: SmtpConfig
+    gateway: Account
+    delivery: DeliveryConfig
+    limits: LimitsConfig
+    sms: SmsOptions
+    ruleset: RuleSet
+    state: Path
+    reply_from: tuple[str, ...] = DEFAULT_REPLY_FROM
+    pause: float = 3600.0  # after AUTH/FORBIDDEN/NO LIST, wait this long before one probe SMS
+    log_level: str = "INFO"
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file; raise ConfigError with every problem found."""
+    document, loaded = load_file(path, environ)
+    problems = Problems()
+    problems.extend(loaded)
+    if document is None and problems:
+        raise ConfigError(problems.items)
+    top = Section(document, "", problems, file=str(path), line=1)
+
+    imap = _imap(top.section("imap"))
+    smtp = _smtp(top.section("smtp"))
+    account, reply_from, pause = _gateway(top.section("gateway"), smtp)
+    delivery = _delivery(top.section("delivery"))
+    limits = _limits(top.section("limits"))
+    sms = _sms(top.section("sms"), account.max_length)
+    state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
+    log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    context = GuardContext(
+        reply_from=reply_from,
+        own_domain=delivery.message_id_domain,
+        own_from=smtp.from_addr if smtp else "",
+        gateway_domain=account.domain if account else gateway.DEFAULT_DOMAIN,
+    )
+    ruleset = compile_ruleset(top, context)
+    top.finish()
+    if problems:
+        raise ConfigError(problems.items)
+    return Config(
+        source=Path(path),
+        imap=imap,
+        smtp=smtp,
+        gateway=account,
+        delivery=delivery,
+        limits=limits,
+        sms=sms,
+        ruleset=ruleset,
+        state=state,
+        reply_from=reply_from,
+        pause=pause,
+        log_level=log_level,
+    )
+
+
+def _security(section: Section, host: str | None) -> str:
+    security = section.str("security", "tls", choices=SECURITY)
+    if security == "plain" and host and not is_loopback(host):
+        section.error(
+            "security",
+            f"{section.name('security')}: plain (unencrypted) is only allowed to a loopback host, "
+            f"not {host!r}; use tls or starttls",
+        )
+    return security
+
+
+def _imap(s: Section) -> ImapConfig:
+    host = s.str("host", what="a host name")
+    security = _security(s, host)
+    folders = s.str_list("folders", ["INBOX"], what="folder names")
+    if not folders:
+        s.error("folders", "imap.folders must name at least one folder")
+    config = ImapConfig(
+        host=host or "",
+        port=s.int("port", IMAP_PORTS[security], minimum=1, maximum=65535),
+        security=security,
+        username=s.str("username") or "",
+        password=s.secret("password", required=True) or Secret(""),
+        folders=tuple(folders or ["INBOX"]),
+        poll_interval=s.duration("poll_interval", 60, minimum=1),
+        idle=s.bool("idle", True),
+        idle_renew=s.duration("idle_renew", 600, minimum=10),
+        timeout=s.duration("timeout", 30, minimum=1),
+        ca_file=_ca_file(s),
+        fetch_bytes=s.size("fetch_bytes", 4096),
+        keyword=s.str("keyword", None, check=_check_keyword),
+    )
+    if config.idle_renew >= 29 * 60:
+        s.error("idle_renew", "imap.idle_renew must be below 29 minutes (RFC 2177 §3)")
+    s.finish()
+    return config
+
+
+def _check_keyword(value: str) -> str | None:
+    if value.startswith("\\") or not value or any(c in value for c in ' (){%*"\\]'):
+        return "must be an IMAP keyword like $Forwarded (no spaces, no system flags like \\Seen)"
+    return None
+
+
+def _ca_file(s: Section) -> str | None:
+    ca_file = s.str("ca_file", None, what="a file path")
+    if ca_file and not Path(ca_file).is_file():
+        s.error("ca_file", f"{s.name('ca_file')}: {ca_file} does not exist")
+    return ca_file
+
+
+def _smtp(s: Section) -> SmtpConfig:
+    host = s.str("host", what="a host name")
+    security = _security(s, host)
+    username = s.str("username", None)
+    password = s.secret("password", required=username is not None)
+    if password is not None and username is None:
+        s.error("password", "smtp.password is set but smtp.username is not")
+    from_addr = s.str("from", what="an e-mail address") or ""
+    if from_addr and "@" not in from_addr:
+        s.error("from", f"smtp.from must be an e-mail address, not {from_addr!r}")
+    config = SmtpConfig(
+        host=host or "",
+        port=s.int("port", SMTP_PORTS[security], minimum=1, maximum=65535),
+        security=security,
+        username=username,
+        password=password,
+        from_addr=from_addr,
+        timeout=s.duration("timeout", 30, minimum=1),
+        ca_file=_ca_file(s),
+        allow_plaintext_secrets=s.bool("allow_plaintext_secrets", False),
+    )
+    s.finish()
+    return config
+
+
+def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], float]:
+    def phone(value: str) -> str | None:
+        try:
+            gateway.normalize_phone(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    login = s.str("login", what="the account's phone number", check=phone)
+    sender = s.str("sender", what="the alpha-name", check=gateway.check_alpha_name)
+    domain = s.str("domain", gateway.DEFAULT_DOMAIN, what="a domain")
+    mode = Mode(s.str("mode", "own_number", choices=[m.value for m in Mode]))
+    auth = Auth(s.str("auth", "none", choices=[a.value for a in Auth]))
+    recipients: list[str] = []
+    for number in s.str_list("recipients", [], what="phone numbers"):
+        try:
+            recipients.append(gateway.normalize_phone(number))
+        except ValueError as exc:
+            s.error("recipients", f"gateway.recipients: {exc}")
+    list_id = s.str("list_id", None, check=gateway.check_token)
+    password = s.secret("password", required=auth is Auth.PASSWORD)
+    api_key = s.secret("api_key", required=auth is Auth.API_KEY, what="an API key")
+    if api_key is not None and gateway.check_token(api_key.reveal()):
+        s.error("api_key", "gateway.api_key must be one token: no ';', spaces or line breaks")
+    if password is not None and any(c in password.reveal() for c in ";\r\n"):
+        s.error("password", "gateway.password cannot contain ';' or line breaks (Subject syntax)")
+    max_length = s.int(
+        "max_length", gateway.SMS_MAX_CHARS, minimum=1, maximum=gateway.SMS_MAX_CHARS
+    )
+    reply_from = tuple(s.str_list("reply_from", list(DEFAULT_REPLY_FROM), what="address patterns"))
+    pause = s.duration("pause", 3600, minimum=60)
+
+    # Which of the seed document's modes a–e the combination names; anything else is impossible.
+    if mode is Mode.OWN_NUMBER and auth is not Auth.NONE:
+        s.error("auth", "gateway.mode own_number (mode b) sends no secret: use auth: none")
+    if mode is not Mode.OWN_NUMBER and auth is Auth.NONE:
+        s.error(
+            "auth",
+            f"gateway.mode {mode.value} needs a secret (modes a, c, d, e): "
+            "set auth: password or auth: api_key",
+        )
+    if mode is Mode.PHONE and not recipients and not s.has("recipients"):
+        s.error(None, "gateway.mode phone needs gateway.recipients: [numbers]")
+    if mode is not Mode.PHONE and recipients:
+        s.error("recipients", "gateway.recipients is only used with mode: phone")
+    if mode is Mode.LIST and list_id is None and not s.has("list_id"):
+        s.error(None, "gateway.mode list needs gateway.list_id")
+    if mode is not Mode.LIST and list_id is not None:
+        s.error("list_id", "gateway.list_id is only used with mode: list")
+    if auth is not Auth.NONE and smtp.security == "plain" and not smtp.allow_plaintext_secrets:
+        s.error(
+            "auth",
+            "this mode puts a password or API key in the Subject, which must not travel "
+            "unencrypted: use smtp.security tls or starttls (or, to a loopback relay only, "
+            "smtp.allow_plaintext_secrets: true)",
+        )
+    s.finish()
+    account = Account(
+        login=gateway.normalize_phone(login) if login else "",
+        sender=sender or "",
+        domain=domain,
+        mode=mode,
+        auth=auth,
+        recipients=tuple(recipients),
+        list_id=list_id,
+        password=password,
+        api_key=api_key,
+        max_length=max_length,
+    )
+    return account, reply_from, pause
+
+
+def _delivery(s: Section) -> DeliveryConfig:
+    config = DeliveryConfig(
+        on_doubt=s.str("on_doubt", "alert", choices=("alert", "resend")),
+        max_age=s.duration("max_age", 6 * 3600, minimum=60),
+        retry_attempts=s.int("retry_attempts", 3, minimum=1, maximum=20),
+        message_id_domain=s.str("message_id_domain", "forwarder.invalid", what="a domain"),
+    )
+    s.finish()
+    return config
+
+
+def _limits(s: Section) -> LimitsConfig:
+    config = LimitsConfig(
+        per_minute=s.int("per_minute", 5, minimum=1),
+        per_hour=s.int("per_hour", 30, minimum=1),
+        per_day=s.int("per_day", 100, minimum=1),
+        dedup_window=s.duration("dedup_window", 600),
+    )
+    s.finish()
+    return config
+
+
+def _sms(s: Section, max_length: int) -> SmsOptions:
+    def template(value: str) -> str | None:
+        return validate_template(value)
+
+    defaults = SmsOptions()
+    options = SmsOptions(
+        template=s.str("template", defaults.template, check=template),
+        max_length=max_length,
+        encoding=s.str("encoding", defaults.encoding, choices=("auto", "gsm7", "ucs2")),
+        transliterate=s.str("transliterate", defaults.transliterate, choices=("off", "uk", "ru")),
+        max_segments=s.int("max_segments", None, minimum=1, maximum=10),
+    )
+    s.finish()
+    return options

@@ -1,0 +1,80 @@
+"""From one mail to its decision and the SMS requests it needs (pure: no I/O, no clock)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from forwarder import transform
+from forwarder.config import Config
+from forwarder.mail import Mail
+from forwarder.rules import Decision
+from forwarder.smstext import SmsOptions, SmsText
+from forwarder.store import Handled, OutboxItem
+
+
+@dataclass(frozen=True)
+class Plan:
+    decision: Decision
+    handled: Handled
+    outbox: tuple[OutboxItem, ...] = ()
+    sms: SmsText | None = None
+
+
+def sms_options(config: Config, decision: Decision) -> SmsOptions:
+    """The global ``sms:`` settings with the deciding rule's overrides on top."""
+    rule = decision.options
+    overrides = {
+        "template": rule.template,
+        "max_length": min(rule.max_length, config.gateway.max_length) if rule.max_length else None,
+        "encoding": rule.encoding,
+        "transliterate": rule.transliterate,
+        "max_segments": rule.max_segments,
+    }
+    return dataclasses.replace(config.sms, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def dedup_key(mail: Mail) -> str:
+    """Same sender and subject → same key: a storm of identical alerts becomes one SMS."""
+    basis = f"{mail.sender[1]}\0{' '.join(mail.subject.lower().split())}"
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:32]
+
+
+def plan(mail: Mail, config: Config, now: datetime, *, new_message_id: Callable[[], str]) -> Plan:
+    """Decide about one mail and, if it is to be forwarded, compose its SMS requests."""
+    decision = config.ruleset.decide(mail, now)
+    message_id = mail.message_id or f"<uid-{mail.uid}@{mail.folder}>"
+    if decision.gateway_reply:
+        return Plan(
+            decision, Handled(mail.uid, message_id, "reply", decision.rule, decision.reason)
+        )
+    if decision.action != "forward":
+        return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, decision.reason))
+    sms = transform.render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
+    delay = decision.options.delay or 0.0
+    not_before = now.timestamp() + delay
+    if decision.hold_until is not None:
+        not_before = max(not_before, decision.hold_until.timestamp())
+    sender = decision.options.sender or config.gateway.sender
+    items = tuple(
+        OutboxItem(
+            uid=mail.uid,
+            source_message_id=message_id,
+            rule=decision.rule,
+            recipient=request.recipient,
+            to_addr=request.to,
+            sender=sender,
+            subject_masked=request.masked_subject,
+            text=sms.text,
+            message_id=new_message_id(),
+            not_before=not_before,
+            unless_read=decision.options.unless_read,
+            dedup_key=dedup_key(mail),
+        )
+        for request in config.gateway.requests(sender)
+    )
+    handled = Handled(mail.uid, message_id, "forward", decision.rule, decision.reason)
+    return Plan(decision, handled, items, sms)

@@ -1,0 +1,78 @@
+"""Run ``forwarder run`` as a real process, the way systemd does, and stop it with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.servers import wait_until
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log = config.parent / "daemon.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> DaemonProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "forwarder.cli", "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM and wait: the daemon must finish its round and exit 0."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 15) -> None:
+        wait_until(lambda: text in self.output(), timeout, f"daemon log line {text!r}")
+
+    def wait_for_checkpoint(
+        self, folder: str = "INBOX", above: int = -1, timeout: float = 15
+    ) -> None:
+        """Until the state file has a checkpoint for ``folder`` beyond ``above``."""
+        state = self.config.parent / "state.db"
+
+        def reached() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited early:\n{self.output()}")
+            if not state.exists():
+                return False
+            try:
+                with sqlite3.connect(state, timeout=1) as db:
+                    row = db.execute(
+                        "SELECT last_uid FROM checkpoints WHERE folder = ?", (folder,)
+                    ).fetchone()
+            except sqlite3.OperationalError:
+                return False
+            return row is not None and row[0] > above
+
+        wait_until(reached, timeout, f"a checkpoint for {folder} above UID {above}")
