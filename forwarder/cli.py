@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="override log_level from the config")  # fmt: skip
 
     command("check", "Validate the config file without touching any server.", _check)
+    command(
+        "test", "Run the rule tests written in the config's tests: section (exit 1 on failure).",
+        _test,
+    )  # fmt: skip
 
     trial = command(
         "try", "Dry run on one saved mail: which rule decides, and the exact SMS.", _try
@@ -128,6 +132,25 @@ def _check(args: argparse.Namespace) -> int:
         f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
     )
     return EX_OK
+
+
+def _test(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    from forwarder.ruletests import run_rule_tests
+
+    results = run_rule_tests(config.ruleset)
+    for result in results:
+        print(result)
+        if not result.passed:
+            for line in result.details():
+                print(f"    {line}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    if not results:
+        print(f"{args.config}: no tests: section; add example mails to pin your rules")
+    return EX_FAIL if failed else EX_OK
 
 
 def _try(args: argparse.Namespace) -> int:

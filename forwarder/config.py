@@ -15,6 +15,7 @@ from pathlib import Path
 
 from forwarder import gateway
 from forwarder.gateway import Account, Auth, Mode
+from forwarder.guards import DEFAULT_REPLY_FROM
 from forwarder.rules import GuardContext, RuleSet, compile_ruleset
 from forwarder.schema import Problems, Secret, Section
 from forwarder.smstext import SmsOptions, validate_template
@@ -24,7 +25,6 @@ DEFAULT_STATE = "/var/lib/forwarder/state.db"
 SECURITY = ("tls", "starttls", "plain")
 IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
-DEFAULT_REPLY_FROM = ("*@alphasms.com.ua", "*@*.alphasms.com.ua")
 
 __all__ = ["Config", "ConfigError", "load"]
 

@@ -33,13 +33,13 @@ from email.parser import HeaderParser
 from html.parser import HTMLParser
 
 from forwarder import mime
+from forwarder.guards import DEFAULT_REPLY_FROM
 from forwarder.mail import Mail
 
 # -- constants -------------------------------------------------------------------------------
 
 #: Where gateway replies come from. The seed doc does not say; the provider's own domain
 #: and its subdomains (the gateway itself is ``mail.alphasms.com.ua``) are the safe guess.
-DEFAULT_REPLY_FROM: tuple[str, ...] = ("*@alphasms.com.ua", "*@*.alphasms.com.ua")
 
 #: What replaces every Subject field after the alpha-name (same text as ``gateway.MASK``).
 MASK = "***"

@@ -118,7 +118,7 @@ class Problems:
         return bool(self.items)
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if isinstance(value, YMap | dict):
         return "a mapping"
     if isinstance(value, YList | list):
@@ -152,7 +152,7 @@ class Section:
             self.node.file, self.node.line, self.node.key_lines = file, line, {}
             if node is not None:
                 self.problems.add(
-                    file, line, f"{path or 'the file'} must be a mapping, not {_type_name(node)}"
+                    file, line, f"{path or 'the file'} must be a mapping, not {type_name(node)}"
                 )
         self.file = self.node.file
         self._read: set[str] = set()
@@ -199,7 +199,7 @@ class Section:
         if not present:
             return None if default is REQUIRED else default
         if isinstance(value, bool | YMap | YList) or not isinstance(value, str | int | float):
-            self.error(key, f"{self.name(key)} must be {what}, not {_type_name(value)}")
+            self.error(key, f"{self.name(key)} must be {what}, not {type_name(value)}")
             return None if default is REQUIRED else default
         value = str(value)
         if choices is not None:
@@ -226,7 +226,7 @@ class Section:
         if not present:
             return None if default is REQUIRED else default
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error(key, f"{self.name(key)} must be a whole number, not {_type_name(value)}")
+            self.error(key, f"{self.name(key)} must be a whole number, not {type_name(value)}")
             return None if default is REQUIRED else default
         if minimum is not None and value < minimum:
             self.error(key, f"{self.name(key)} must be at least {minimum}, not {value}")
@@ -241,7 +241,7 @@ class Section:
         if not present:
             return bool(default) if default is not REQUIRED else False
         if not isinstance(value, bool):
-            self.error(key, f"{self.name(key)} must be true or false, not {_type_name(value)}")
+            self.error(key, f"{self.name(key)} must be true or false, not {type_name(value)}")
             return bool(default) if default is not REQUIRED else False
         return value
 
@@ -254,7 +254,7 @@ class Section:
             self.error(
                 key,
                 f"{self.name(key)} must be a duration like 30, '90s', '3m', '6h', "
-                f"not {_type_name(value)}",
+                f"not {type_name(value)}",
             )
             return parse_duration(default) if default not in (REQUIRED, None) else None
         if seconds < minimum:
@@ -271,7 +271,7 @@ class Section:
             self.error(
                 key,
                 f"{self.name(key)} must be a size like 4096, '4KB' or '1MB', "
-                f"not {_type_name(value)}",
+                f"not {type_name(value)}",
             )
             return default if default is not REQUIRED else None
         return size
@@ -284,7 +284,7 @@ class Section:
         if isinstance(value, str):
             return [value]
         if not isinstance(value, YList):
-            self.error(key, f"{self.name(key)} must be a list of {what}, not {_type_name(value)}")
+            self.error(key, f"{self.name(key)} must be a list of {what}, not {type_name(value)}")
             return list(default) if default not in (REQUIRED, None) else []
         out: list[str] = []
         for index, item in enumerate(value):
@@ -292,7 +292,7 @@ class Section:
                 self.problems.add(
                     self.file,
                     value.line_of(index),
-                    f"{self.name(key)}[{index}] must be {what}, not {_type_name(item)}",
+                    f"{self.name(key)}[{index}] must be {what}, not {type_name(item)}",
                 )
             else:
                 out.append(str(item))
