@@ -1,0 +1,270 @@
+"""The SMTP edge: hands queued SMS requests to the user's SMTP server, exactly once if SMTP allows.
+
+Each outbox row moves ``pending → sending → in_doubt → sent`` and every step
+is committed before the next byte goes out, so after a crash the row says
+exactly how far it got:
+
+* ``sending``: the final dot was never sent, so the server discarded the
+  message (RFC 5321 §4.1.1.4): sending it again cannot duplicate it.
+* ``in_doubt``: the dot went out, the 250 never came back. This is the one
+  window SMTP cannot close (RFC 1047). ``delivery.on_doubt`` chooses: ``alert``
+  (default: the server most likely accepted it; a person is told) or
+  ``resend`` (never miss, at the risk of a second SMS). To keep the window
+  small, the DATA phase is driven by hand: the state is written just before
+  the final ``.``, not before the whole body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from forwarder.config import SmtpConfig
+from forwarder.gateway import Account
+from forwarder.sms import compose
+from forwarder.store import OutboxRow, Store
+from forwarder.tls import client_context
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    RETRY = "retry"  # transient: stays pending, tried again later
+    FAILED = "failed"  # permanent: a person must look
+    IN_DOUBT = "in_doubt"
+
+
+class DeliveryError(Exception):
+    """A send failed; ``transient`` says whether trying again later can help."""
+
+    def __init__(self, message: str, *, transient: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+        self.after_dot = False
+
+
+def classify(exc: BaseException) -> DeliveryError:
+    """The one place that decides transient vs permanent.
+
+    smtplib's exceptions and ssl.SSLCertVerificationError are all OSError
+    subclasses, so 'retry on OSError' would retry a rejected recipient or a
+    forged certificate for ever. Order matters: most specific first.
+    """
+    if isinstance(exc, DeliveryError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(f"TLS certificate rejected: {exc.verify_message}", transient=False)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return DeliveryError(
+            f"SMTP login refused ({exc.smtp_code}): check smtp.username and smtp.password",
+            transient=False,
+            code=exc.smtp_code,
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryError(f"SMTP server does not support it: {exc}", transient=False)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(exc.recipients.values()))
+        return _by_code(code, reply, "RCPT")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _by_code(exc.smtp_code, exc.smtp_error, "SMTP")
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return DeliveryError("SMTP server closed the connection", transient=True)
+    if isinstance(exc, ssl.SSLError):
+        return DeliveryError(f"TLS error: {exc.reason or exc}", transient=True)
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return DeliveryError("SMTP server timed out", transient=True)
+    if isinstance(exc, socket.gaierror):
+        return DeliveryError(f"cannot resolve SMTP host: {exc.strerror}", transient=True)
+    if isinstance(exc, OSError):
+        return DeliveryError(f"cannot reach SMTP server: {exc.strerror or exc}", transient=True)
+    return DeliveryError(f"unexpected {exc.__class__.__name__}: {exc}", transient=False)
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Retry transient failures, but never one after the final dot: that could send twice."""
+    return isinstance(exc, DeliveryError) and exc.transient and not exc.after_dot
+
+
+def _by_code(code: int, reply: bytes | str, stage: str) -> DeliveryError:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    # 4xx is transient by definition; 552 on RCPT is too (RFC 5321 §4.5.3.1.10: treat as 452).
+    transient = 400 <= code < 500 or (code == 552 and stage == "RCPT")
+    return DeliveryError(f"{stage} {code} {text}", transient=transient, code=code)
+
+
+@dataclass
+class _Connection:
+    smtp: smtplib.SMTP
+
+
+class Sender:
+    """Sends outbox rows over one reused SMTP connection (a burst is one session)."""
+
+    def __init__(self, config: SmtpConfig, account: Account, store: Store, *, attempts: int = 3,
+                 max_wait: float = 10.0) -> None:  # fmt: skip
+        self.config = config
+        self.account = account
+        self.store = store
+        self.attempts = attempts
+        self.max_wait = max_wait
+        self._conn: smtplib.SMTP | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+    def _connect(self) -> smtplib.SMTP:
+        if self._conn is not None:
+            try:
+                if self._conn.noop()[0] == 250:
+                    return self._conn
+            except (smtplib.SMTPException, OSError):
+                pass
+            self.close()
+        c = self.config
+        context = client_context(c.ca_file)
+        if c.security == "tls":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                c.host, c.port, timeout=c.timeout, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+        try:
+            smtp.ehlo()
+            if c.security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if c.username is not None and c.password is not None:
+                smtp.login(c.username, c.password.reveal())
+        except BaseException:
+            _quietly_quit(smtp)
+            raise
+        self._conn = smtp
+        return smtp
+
+    def close(self) -> None:
+        if self._conn is not None:
+            _quietly_quit(self._conn)
+            self._conn = None
+
+    # -- sending ------------------------------------------------------------------------------
+    def send(self, row: OutboxRow) -> Outcome:
+        """Deliver one row, retrying transient failures a few times with backoff and jitter."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_random_exponential(multiplier=0.5, max=self.max_wait),
+            retry=retry_if_exception(_worth_retrying),
+            reraise=False,
+        )
+        try:
+            retrying(self._send_once, row)
+        except RetryError as exc:
+            error = exc.last_attempt.exception()
+            assert isinstance(error, DeliveryError)
+            return self._after_failure(row, error)
+        except DeliveryError as error:
+            return self._after_failure(row, error)
+        return Outcome.SENT
+
+    def _after_failure(self, row: OutboxRow, error: DeliveryError) -> Outcome:
+        self.close()
+        if error.after_dot:
+            logger.error(
+                "SMS %s for %s: connection lost after the final dot; it may or may not have "
+                "been sent (%s)", row.message_id, row.source_message_id, error,
+            )  # fmt: skip
+            self.store.set_state(row.id, "in_doubt", error=str(error))
+            return Outcome.IN_DOUBT
+        if error.transient:
+            logger.warning(
+                "SMS %s for %s not sent yet, will retry: %s",
+                row.message_id, row.source_message_id, error,
+            )  # fmt: skip
+            self.store.set_state(row.id, "pending", error=str(error))
+            return Outcome.RETRY
+        logger.error(
+            "SMS %s for %s failed permanently: %s", row.message_id, row.source_message_id, error
+        )
+        self.store.set_state(row.id, "failed", error=str(error))
+        return Outcome.FAILED
+
+    def _send_once(self, row: OutboxRow) -> None:
+        request = self._request_for(row)
+        message = compose(
+            request, row.text, from_addr=self.config.from_addr, message_id=row.message_id
+        )
+        payload = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        self.store.set_state(row.id, "sending", attempt=True)
+        try:
+            smtp = self._connect()
+            code, reply = smtp.mail(self.config.from_addr)
+            if code != 250:
+                raise _by_code(code, reply, "MAIL")
+            code, reply = smtp.rcpt(request.to)
+            if code not in (250, 251):
+                raise _by_code(code, reply, "RCPT")
+            self._data(smtp, payload, before_dot=lambda: self.store.set_state(row.id, "in_doubt"))
+        except BaseException as exc:
+            error = classify(exc)
+            if not error.after_dot and error.transient:
+                self.close()  # a fresh connection for the retry
+            raise error from None
+        self.store.set_state(row.id, "sent")
+        logger.info(
+            "SMS sent: %s → %s (%d chars) for %s, rule %s",
+            row.message_id, row.recipient, len(row.text), row.source_message_id, row.rule,
+        )  # fmt: skip
+
+    def _request_for(self, row: OutboxRow):
+        for request in self.account.requests(row.sender):
+            if request.recipient == row.recipient:
+                return request
+        raise DeliveryError(
+            f"recipient {row.recipient} is no longer in the configuration", transient=False
+        )
+
+    @staticmethod
+    def _data(smtp: smtplib.SMTP, payload: bytes, *, before_dot: Callable[[], None]) -> None:
+        """DATA, by hand, so the state can be committed just before the final dot.
+
+        The body is dot-stuffed (RFC 5321 §4.5.2) and ends with CRLF.
+        """
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            raise _by_code(code, reply, "DATA")
+        body = re.sub(rb"(?m)^\.", b"..", payload)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body)
+        before_dot()
+        try:
+            smtp.send(b".\r\n")
+            code, reply = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            error = classify(exc)
+            error.after_dot = True
+            raise error from None
+        if code != 250:
+            # The server answered: it did not take the message, so this is not in doubt.
+            raise _by_code(code, reply, "DATA")
+
+
+def _quietly_quit(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
