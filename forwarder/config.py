@@ -102,6 +102,7 @@ class Config:
     state: Path
     reply_from: tuple[str, ...] = DEFAULT_REPLY_FROM
     pause: float = 3600.0  # after AUTH/FORBIDDEN/NO LIST, wait this long before one probe SMS
+    probe_wait: float = 300.0  # a probe with no error reply within this long closes the circuit
     log_level: str = "INFO"
 
 
@@ -116,7 +117,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
 
     imap = _imap(top.section("imap"))
     smtp = _smtp(top.section("smtp"))
-    account, reply_from, pause = _gateway(top.section("gateway"), smtp)
+    account, reply_from, pause, probe_wait = _gateway(top.section("gateway"), smtp)
     delivery = _delivery(top.section("delivery"))
     limits = _limits(top.section("limits"))
     sms = _sms(top.section("sms"), account.max_length)
@@ -144,6 +145,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         state=state,
         reply_from=reply_from,
         pause=pause,
+        probe_wait=probe_wait,
         log_level=log_level,
     )
 
@@ -224,7 +226,7 @@ def _smtp(s: Section) -> SmtpConfig:
     return config
 
 
-def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], float]:
+def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], float, float]:
     def phone(value: str) -> str | None:
         try:
             gateway.normalize_phone(value)
@@ -254,7 +256,8 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
         "max_length", gateway.SMS_MAX_CHARS, minimum=1, maximum=gateway.SMS_MAX_CHARS
     )
     reply_from = tuple(s.str_list("reply_from", list(DEFAULT_REPLY_FROM), what="address patterns"))
-    pause = s.duration("pause", 3600, minimum=60)
+    pause = s.duration("pause", 3600, minimum=1)
+    probe_wait = s.duration("probe_wait", 300, minimum=1)
 
     # Which of the seed document's modes a–e the combination names; anything else is impossible.
     if mode is Mode.OWN_NUMBER and auth is not Auth.NONE:
@@ -293,7 +296,7 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
         api_key=api_key,
         max_length=max_length,
     )
-    return account, reply_from, pause
+    return account, reply_from, pause, probe_wait
 
 
 def _delivery(s: Section) -> DeliveryConfig:

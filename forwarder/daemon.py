@@ -32,6 +32,7 @@ from forwarder.pipeline import plan
 from forwarder.sender import Sender
 from forwarder.sms import new_message_id
 from forwarder.store import Handled, OutboxItem, Store
+from forwarder.tracker import ReplyTracker
 from forwarder.watcher import poll_folder
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ class Daemon:
         self.sender = Sender(
             config.smtp, config.gateway, self.store, attempts=config.delivery.retry_attempts
         )
+        domain = config.delivery.message_id_domain
+        self.tracker = ReplyTracker(
+            self.store,
+            pause=config.pause,
+            probe_wait=config.probe_wait,
+            new_message_id=lambda: new_message_id(domain),
+        )
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self._round_lock = threading.Lock()
         self._again = threading.Event()
@@ -59,6 +67,7 @@ class Daemon:
     def start(self) -> None:
         """Recover the outbox, then schedule the first round at once."""
         self._recover_outbox()
+        self.tracker.probe_soon()
         self.store.set_meta("started_at", str(time.time()))
         interval = self.config.imap.poll_interval
         self.scheduler.add_job(
@@ -131,6 +140,8 @@ class Daemon:
                     fresh.smtp, fresh.gateway, self.store, attempts=fresh.delivery.retry_attempts
                 )
             self.config = fresh
+            self.tracker.pause, self.tracker.probe_wait = fresh.pause, fresh.probe_wait
+            self.tracker.probe_soon()
         logger.info(
             "configuration reloaded from %s (%d rules)", fresh.source, len(fresh.ruleset.names)
         )
@@ -216,6 +227,8 @@ class Daemon:
                 reason = f"error: {exc.__class__.__name__}: {exc}"[:300]
                 handled.append(Handled(mail.uid, mail.message_id or "", "error", None, reason))
                 continue
+            if result.decision.gateway_reply:
+                self._record_reply(mail)
             handled.append(result.handled)
             outbox.extend(result.outbox)
             logger.info(
@@ -223,10 +236,26 @@ class Daemon:
             )
         self.store.record_batch(folder, uidvalidity, handled, outbox, advance_to=advance_to)
 
+    def _record_reply(self, mail: Mail) -> None:
+        """Hand a gateway reply to the tracker before the checkpoint passes it.
+
+        Recording is idempotent per (folder, UID), so a crash between here and the
+        checkpoint commit re-reads the reply without acting on it twice.
+        """
+        try:
+            self.tracker.record(mail)
+        except Exception:
+            logger.exception("gateway reply %s could not be recorded", mail.describe())
+
     def _flush_outbox(self) -> None:
+        self.tracker.tick()
         for row in self.store.due():
             if self._stopping.is_set():
                 break
+            reason = self.tracker.hold_reason(row)
+            if reason is not None:
+                logger.debug("SMS %s held: %s", row.message_id, reason)
+                continue
             self.sender.send(row)
         self.sender.close()
 

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error        TEXT,
     sent_at           REAL,
     dedup_key         TEXT,
+    previous_ids      TEXT NOT NULL DEFAULT '',  -- Message-IDs of earlier tries (MSG:XXX resend)
     UNIQUE (folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
@@ -96,12 +97,15 @@ CREATE TABLE IF NOT EXISTS blocked (
     since     REAL NOT NULL,
     reason    TEXT NOT NULL
 );
+-- An open circuit stops all sending (AUTH, FORBIDDEN, NO LIST) until a probe SMS gets through.
 CREATE TABLE IF NOT EXISTS circuit (
-    name      TEXT PRIMARY KEY,
-    code      TEXT NOT NULL,
-    detail    TEXT NOT NULL,
-    opened_at REAL NOT NULL,
-    probe_at  REAL NOT NULL
+    name         TEXT PRIMARY KEY,   -- 'gateway'
+    code         TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    opened_at    REAL NOT NULL,
+    probe_at     REAL NOT NULL,      -- when one probe SMS may go
+    probe_id     TEXT,               -- Message-ID of the probe in flight
+    probe_sent   REAL
 );
 """
 
@@ -165,6 +169,31 @@ class OutboxRow:
     last_error: str | None
     sent_at: float | None
     dedup_key: str | None
+    previous_ids: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyRow:
+    id: int
+    folder: str
+    uidvalidity: int
+    uid: int
+    received_at: float
+    code: str
+    msg_code: str | None
+    detail: str
+    request_message_id: str | None
+    tie: str
+
+
+@dataclass(frozen=True)
+class Circuit:
+    code: str
+    detail: str
+    opened_at: float
+    probe_at: float
+    probe_id: str | None
+    probe_sent: float | None
 
 
 class Store:
@@ -375,6 +404,104 @@ class Store:
             (since,),
         )
         return int(rows[0]["n"])
+
+    # -- the reply tracker: replies, blocked recipients, the circuit ---------------------------
+    def add_reply(
+        self, folder: str, uidvalidity: int, uid: int, *, code: str, msg_code: str | None,
+        detail: str, request_message_id: str | None, tie: str, received_at: float,
+    ) -> bool:  # fmt: skip
+        """Record a reply once (keyed on folder/uidvalidity/uid); False if already recorded."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO replies (folder, uidvalidity, uid, received_at, code, "
+                "msg_code, detail, request_message_id, tie) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (folder, uidvalidity, uid, received_at, code, msg_code, detail,
+                 request_message_id, tie),
+            )  # fmt: skip
+            return cursor.rowcount == 1
+
+    def replies(self, limit: int = 20, *, request_message_id: str | None = None) -> list[ReplyRow]:
+        if request_message_id is None:
+            rows = self._query("SELECT * FROM replies ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._query(
+                "SELECT * FROM replies WHERE request_message_id = ? ORDER BY id DESC LIMIT ?",
+                (request_message_id, limit),
+            )
+        return [ReplyRow(**dict(r)) for r in rows]
+
+    def prune_replies(self, older_than: float) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM replies WHERE received_at < ?", (older_than,)).rowcount
+
+    def sent_requests(self, since: float) -> list[sqlite3.Row]:
+        """Requests that reached the gateway (or may have) since ``since``, for tying replies."""
+        return self._query(
+            "SELECT o.*, EXISTS (SELECT 1 FROM replies r WHERE r.request_message_id = o.message_id)"
+            " AS answered FROM outbox o WHERE o.state IN ('sent', 'in_doubt') "
+            "AND COALESCE(o.sent_at, o.updated_at) >= ? ORDER BY o.id",
+            (since,),
+        )
+
+    def resend_as(self, row_id: int, message_id: str, not_before: float) -> None:
+        """Queue a row again under a new Message-ID, remembering the old one."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET previous_ids = TRIM(previous_ids || ' ' || message_id), "
+                "message_id = ?, state = 'pending', not_before = ?, updated_at = ? WHERE id = ?",
+                (message_id, not_before, self.clock(), row_id),
+            )
+
+    def outbox_by_message_id(self, message_id: str) -> OutboxRow | None:
+        rows = self._query("SELECT * FROM outbox WHERE message_id = ?", (message_id,))
+        return _outbox_row(rows[0]) if rows else None
+
+    # -- blocked recipients (BANNED) ----------------------------------------------------------
+    def block(self, recipient: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO blocked (recipient, since, reason) VALUES (?, ?, ?)",
+                (recipient, self.clock(), reason),
+            )
+
+    def unblock(self, recipient: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM blocked WHERE recipient = ?", (recipient,)).rowcount > 0
+
+    def blocked(self) -> dict[str, tuple[float, str]]:
+        rows = self._query("SELECT * FROM blocked ORDER BY since")
+        return {r["recipient"]: (r["since"], r["reason"]) for r in rows}
+
+    # -- the circuit (AUTH, FORBIDDEN, NO LIST) -------------------------------------------------
+    def circuit(self) -> Circuit | None:
+        rows = self._query("SELECT * FROM circuit WHERE name = 'gateway'")
+        if not rows:
+            return None
+        values = dict(rows[0])
+        del values["name"]
+        return Circuit(**values)
+
+    def open_circuit(self, code: str, detail: str, probe_at: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO circuit (name, code, detail, opened_at, probe_at) "
+                "VALUES ('gateway', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "code = excluded.code, detail = excluded.detail, probe_at = excluded.probe_at, "
+                "probe_id = NULL, probe_sent = NULL",
+                (code, detail, self.clock(), probe_at),
+            )
+
+    def set_probe(self, probe_id: str | None, probe_at: float | None = None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE circuit SET probe_id = ?, probe_sent = CASE WHEN ? IS NULL THEN NULL "
+                "ELSE ? END, probe_at = COALESCE(?, probe_at) WHERE name = 'gateway'",
+                (probe_id, probe_id, self.clock(), probe_at),
+            )
+
+    def close_circuit(self) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM circuit WHERE name = 'gateway'")
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
