@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--json", action="store_true", help="one JSON object for scripts")
     trial.add_argument("--explain", action="store_true", help="show every rule tried and why")
 
+    unblock = command(
+        "unblock", "Allow SMS to a number the gateway reported as BANNED again.", _unblock
+    )
+    unblock.add_argument("number", help="the phone number, as shown by status")
+
     status = command("status", "What was forwarded lately, and the state of every SMS.", _status)
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
     status.add_argument("--limit", type=int, default=10, help="how many recent SMS to list")
@@ -216,7 +221,9 @@ def _ago(timestamp: float | None) -> str:
     if not timestamp:
         return "never"
     when = datetime.fromtimestamp(timestamp).astimezone()
-    return f"{when:%Y-%m-%d %H:%M:%S} ({_duration(time.time() - timestamp)} ago)"
+    delta = time.time() - timestamp
+    relative = f"{_duration(delta)} ago" if delta >= 0 else f"in {_duration(-delta)}"
+    return f"{when:%Y-%m-%d %H:%M:%S} ({relative})"
 
 
 def _duration(seconds: float) -> str:
@@ -227,12 +234,64 @@ def _duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def _unblock(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    from forwarder.gateway import normalize_phone
+
+    try:
+        number = normalize_phone(args.number)
+    except ValueError as exc:
+        print(f"forwarder unblock: {exc}", file=sys.stderr)
+        return EX_USAGE
+    store = Store(config.state)
+    try:
+        removed = store.unblock(number)
+    finally:
+        store.close()
+    if not removed:
+        print(f"{number} was not blocked")
+        return EX_OK
+    print(f"{number} unblocked; SMS held for it go out on the next round (reload to hurry it)")
+    return EX_OK
+
+
+def _gateway_errors(store: Store, limit: int) -> list[dict]:
+    from forwarder.replies import ReplyCode, explain
+
+    out = []
+    for reply in store.replies(limit):
+        code = ReplyCode(reply.code)
+        row = (
+            store.outbox_by_message_id(reply.request_message_id or "")
+            if reply.request_message_id
+            else None
+        )
+        label = f"MSG:{reply.msg_code}" if code is ReplyCode.MSG and reply.msg_code else code.value
+        out.append(
+            {
+                "code": label,
+                "explanation": explain(code),
+                "detail": reply.detail,
+                "received_at": reply.received_at,
+                "message_id": row.source_message_id if row else None,
+                "sms_message_id": reply.request_message_id,
+                "tied_by": reply.tie,
+            }
+        )
+    return out
+
+
 def status_data(config: Config, store: Store, limit: int = 10) -> dict:
     """Everything ``status`` shows, as plain data (no secrets: subjects are stored masked)."""
 
     def meta_time(key: str) -> float | None:
         value = store.get_meta(key)
         return float(value) if value else None
+
+    circuit = store.circuit()
+    midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
 
     return {
         "state_file": str(config.state),
@@ -246,6 +305,26 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
         },
         "outbox": store.count_states(),
         "sent_last_24h": store.sent_since(time.time() - 86400),
+        "sent_today": store.sent_since(midnight.timestamp()),
+        "limits": {
+            "per_minute": config.limits.per_minute,
+            "per_hour": config.limits.per_hour,
+            "per_day": config.limits.per_day,
+        },
+        "circuit": None
+        if circuit is None
+        else {
+            "code": circuit.code,
+            "detail": circuit.detail,
+            "opened_at": circuit.opened_at,
+            "probe_at": circuit.probe_at,
+            "probe_in_flight": circuit.probe_id,
+        },
+        "blocked": [
+            {"recipient": number, "since": since, "reason": reason}
+            for number, (since, reason) in store.blocked().items()
+        ],
+        "gateway_errors": _gateway_errors(store, limit),
         "recent": [
             {
                 "id": row.id,
@@ -294,7 +373,29 @@ def _status(args: argparse.Namespace) -> int:
             f"handled up to UID {cp['last_uid']}"
         )
     counts = ", ".join(f"{n} {state}" for state, n in sorted(data["outbox"].items())) or "empty"
-    print(f"outbox:     {counts}; {data['sent_last_24h']} sent in the last 24 h")
+    limits = data["limits"]
+    print(
+        f"outbox:     {counts}; {data['sent_today']} sent today "
+        f"(limits {limits['per_minute']}/min, {limits['per_hour']}/h, {limits['per_day']}/day)"
+    )
+    if data["circuit"]:
+        from forwarder.replies import ReplyCode, explain
+
+        circuit = data["circuit"]
+        base = circuit["code"].split(":")[0]
+        code = ReplyCode(base) if base in ReplyCode._value2member_map_ else ReplyCode.UNKNOWN
+        print(f"SENDING PAUSED: the gateway said {circuit['code']} — {explain(code)}")
+        print(f"            next probe SMS: {_ago(circuit['probe_at'])}")
+    for entry in data["blocked"]:
+        print(f"blocked:    {entry['recipient']} ({entry['reason']}); "
+              f"'forwarder unblock {entry['recipient']}' to allow it")  # fmt: skip
+    if data["gateway_errors"]:
+        print("gateway replies:")
+    for entry in data["gateway_errors"]:
+        when = datetime.fromtimestamp(entry["received_at"]).astimezone()
+        print(f"  {when:%m-%d %H:%M} {entry['code']:<9} {entry['explanation']}")
+        source = entry["message_id"] or "an SMS not identified"
+        print(f"      for {source} (tied by {entry['tied_by']})")
     if data["recent"]:
         print("recent SMS:")
     for item in data["recent"]:

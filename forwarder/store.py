@@ -453,7 +453,11 @@ class Store:
             )
 
     def outbox_by_message_id(self, message_id: str) -> OutboxRow | None:
-        rows = self._query("SELECT * FROM outbox WHERE message_id = ?", (message_id,))
+        rows = self._query(
+            "SELECT * FROM outbox WHERE message_id = ? "
+            "OR ' ' || previous_ids || ' ' LIKE '% ' || ? || ' %'",
+            (message_id, message_id),
+        )
         return _outbox_row(rows[0]) if rows else None
 
     # -- blocked recipients (BANNED) ----------------------------------------------------------

@@ -25,7 +25,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_dict(imap: Any, gateway: Any, state: Path, **extra: Any) -> dict[str, Any]:
+def config_dict(imap: Any, gateway: Any, state: Path, /, **extra: Any) -> dict[str, Any]:
     """Plaintext to the loopback test servers (TLS variants override imap/smtp keys)."""
     base: dict[str, Any] = {
         "imap": {
@@ -53,7 +53,7 @@ def config_dict(imap: Any, gateway: Any, state: Path, **extra: Any) -> dict[str,
     return _merge(base, extra)
 
 
-def write_config(path: Path, imap: Any, gateway: Any, **extra: Any) -> Path:
+def write_config(path: Path, imap: Any, gateway: Any, /, **extra: Any) -> Path:
     state = path.parent / "state.db"
     path.write_text(yaml.safe_dump(config_dict(imap, gateway, state, **extra), sort_keys=False))
     return path
