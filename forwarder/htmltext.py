@@ -98,9 +98,10 @@ class _Open:
 class _TextExtractor(HTMLParser):
     """Collects visible text with line breaks where the layout has them."""
 
-    def __init__(self, keep_quote: Callable[[str], bool]) -> None:
+    def __init__(self, keep_quote: Callable[[str], bool], *, blockquote_is_quote: bool) -> None:
         super().__init__(convert_charrefs=True)
         self.keep_quote = keep_quote
+        self.blockquote_is_quote = blockquote_is_quote
         self.stack: list[_Open] = []
         self.out: list[str] = []
         self.visible_chars = 0
@@ -167,9 +168,11 @@ class _TextExtractor(HTMLParser):
         if self.quote is None and _QUOTE_REST_ID.match(attributes.get("id", "")):
             self.quote = []
             self.quote_to_end = True
+        quoting_blockquote = tag == "blockquote" and (
+            self.blockquote_is_quote or attributes.get("type", "").lower() == "cite"
+        )
         starts_quote = self.quote is None and (
-            (tag == "blockquote" and attributes.get("type", "").lower() == "cite")
-            or _QUOTE_CLASS.search(attributes.get("class", "")) is not None
+            quoting_blockquote or _QUOTE_CLASS.search(attributes.get("class", "")) is not None
         )
         if not hidden:
             self._layout(tag, opening=True)
@@ -260,6 +263,7 @@ def html_to_text(
     *,
     keep_quote: Callable[[str], bool] = _never,
     limit: int = DEFAULT_TEXT_LIMIT,
+    blockquote_is_quote: bool = False,
 ) -> str:
     """The visible text of ``html``: paragraphs and line breaks kept, link text kept
     (not the URLs), images, styles, scripts, hidden preheaders and signatures dropped.
@@ -267,8 +271,12 @@ def html_to_text(
     Quoted history (see module docstring) is dropped unless ``keep_quote(text)`` says
     otherwise: the caller keeps forwarded messages that way.  Conversion stops after
     about ``limit`` characters of visible text.
+
+    ``blockquote_is_quote`` makes every ``<blockquote>`` quoted history, not only
+    ``type="cite"``: for readers of replies, where a bare one is the quoted original;
+    in other mail it may be a quotation or an indent the author means to send.
     """
-    parser = _TextExtractor(keep_quote)
+    parser = _TextExtractor(keep_quote, blockquote_is_quote=blockquote_is_quote)
     html = _drop_cut_tail(html)
     fed = 0
     while fed < len(html) and parser.visible_chars < limit:

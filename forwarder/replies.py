@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import HeaderParser
-from html.parser import HTMLParser
 
-from forwarder import mime
+from forwarder import htmltext, mime
 from forwarder.guards import DEFAULT_REPLY_FROM
 from forwarder.mail import Mail
 
@@ -48,7 +47,7 @@ MASK = "***"
 DETAIL_MAX_CHARS = 300
 
 #: Lines of the reply's own text shown before the line that holds the code, for context
-#: ("Your SMS to 380… could not be sent:" usually precedes "AUTH").
+#: ("Your SMS to 380… could not be sent:" usually precedes "AUTH"); blank lines not counted.
 DETAIL_CONTEXT_LINES = 1
 
 #: A request sent up to this long *after* the reply's Date may still be the one it answers:
@@ -66,11 +65,6 @@ QUOTED_TEXT_MIN_CHARS = 12
 #: How many words before a success word are checked for a negation ("could not be sent").
 NEGATION_WINDOW_WORDS = 3
 NEGATION_LOOKBACK_CHARS = 80  # more than enough text to hold those words
-
-#: The charset of text that declares none and is not valid UTF-8. The seed doc (§2) says
-#: the gateway assumes UTF-8 for undeclared text; a Ukrainian provider's second guess is
-#: the Cyrillic Windows code page.
-FALLBACK_CHARSET = "windows-1251"
 
 
 # -- codes -----------------------------------------------------------------------------------
@@ -240,7 +234,9 @@ def reply_text(message: Message) -> ReplyText:
 
     This does not use ``Mail.body`` (``forwarder.transform.body_text``) on purpose: that
     text is made into an SMS, where quotes and embedded messages are noise, while here
-    they are the clues that tie a reply to its request.
+    they are the clues that tie a reply to its request. It shares the decoding
+    (``forwarder.mime.part_text``) and the HTML reader (``forwarder.htmltext``), keeping
+    the quotes that reader would drop.
     """
     own: list[str] = []
     quoted: list[str] = []
@@ -266,14 +262,14 @@ def _collect(part: Message, own: list[str], quoted: list[str], *, quoting: bool)
             _collect(child, own, quoted, quoting=quoting)
         return
     if ctype == "text/rfc822-headers":  # RFC 6522 reports: the request's headers only
-        headers = HeaderParser().parsestr(_decode_payload(part))
+        headers = HeaderParser().parsestr(mime.part_text(part))
         quoted.append(_render_headers(headers.items()))
         return
     if maintype not in ("text", "message"):
         return
-    text = _decode_payload(part)
+    text = mime.part_text(part)
     if ctype == "text/html":
-        text = html_to_text(text)
+        text = _html_to_text(text, quoted)
     if quoting or maintype == "message":
         quoted.append(_unquote_all(text))
         return
@@ -282,52 +278,34 @@ def _collect(part: Message, own: list[str], quoted: list[str], *, quoting: bool)
     quoted.append(theirs)
 
 
+def _html_to_text(html: str, quoted: list[str]) -> str:
+    """The visible text of ``html`` outside quotes; each quoted region is added to ``quoted``.
+
+    Quoted regions are the ones ``forwarder.htmltext`` drops as history (``gmail_quote``,
+    Outlook's reply markers, …) plus every ``<blockquote>``: in a reply, a bare one holds
+    the request it answers. No limit: a quoted request may follow a long text, and a part
+    is already capped at ``mime.MAX_PART_BYTES``.
+    """
+
+    def collect(region: str) -> bool:
+        quoted.append(_unquote_all(region))
+        return False  # keep it out of the own text
+
+    return htmltext.html_to_text(
+        html, keep_quote=collect, limit=mime.MAX_PART_BYTES, blockquote_is_quote=True
+    )
+
+
 def _preferred_alternative(children: list[Message]) -> list[Message]:
     """The plain-text alternative when it has text, else the last (richest, RFC 2046 §5.1.4)."""
     for child in children:
-        if child.get_content_type() == "text/plain" and _decode_payload(child).strip():
+        if child.get_content_type() == "text/plain" and mime.part_text(child).strip():
             return [child]
     return children[-1:]
 
 
-def _decode_payload(part: Message) -> str:
-    """A leaf part's text: transfer encoding undone, charset decoded; never raises."""
-    try:
-        data = part.get_payload(decode=True)
-        charset = part.get_content_charset()
-    except Exception:  # a malformed part must not stop the tracker: read what is there
-        data, charset = None, None
-    if isinstance(data, bytes):
-        return _decode_bytes(data, charset)
-    payload = part.get_payload()
-    return _repair(payload) if isinstance(payload, str) else ""
-
-
-def _decode_bytes(data: bytes, charset: str | None) -> str:
-    if charset:
-        try:
-            return data.decode(charset, errors="replace")
-        except LookupError:  # a charset Python does not know: guess as if none were given
-            pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode(FALLBACK_CHARSET, errors="replace")
-
-
-def _repair(text: str) -> str:
-    """Decode raw 8-bit bytes that compat32 parsing left in a str as surrogate escapes.
-
-    Unencoded non-ASCII headers (common in mail from Cyrillic systems) arrive that way;
-    left alone they would raise the moment the text is written to a log or database.
-    """
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):
-        return text
-    return _decode_bytes(text.encode("utf-8", "surrogateescape"), None)
-
-
 def _render_headers(items: list[tuple[str, object]]) -> str:
-    return "\n".join(f"{name}: {_repair(mime.decode_header(value))}" for name, value in items)
+    return "\n".join(f"{name}: {mime.decode_header(value)}" for name, value in items)
 
 
 #: Lines after which a mail client puts the quoted original (top-posting style).
@@ -367,94 +345,6 @@ def split_quotes(text: str) -> tuple[str, str]:
 
 def _unquote_all(text: str) -> str:
     return "\n".join(_QUOTE_MARKS.sub("", line) for line in text.splitlines())
-
-
-def html_to_text(html: str) -> str:
-    """Readable text of an HTML body: tags stripped, entities decoded, blocks on their own lines.
-
-    ``<blockquote>`` content comes out with ``> `` marks so :func:`split_quotes` treats
-    quoted HTML like quoted plain text.
-    """
-    parser = _HtmlText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # HTMLParser is lenient, but a daemon must read anything
-        return re.sub(r"<[^>]*>", " ", html)
-    return parser.text()
-
-
-class _HtmlText(HTMLParser):
-    _SKIP = frozenset({"script", "style", "title"})
-    _BLOCK = frozenset(
-        {"address", "article", "aside", "br", "dd", "div", "dl", "dt", "footer", "h1", "h2",
-         "h3", "h4", "h5", "h6", "header", "hr", "li", "ol", "p", "pre", "section", "table",
-         "tr", "ul"}
-    )  # fmt: skip
-    _CELL = frozenset({"td", "th"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self._lines: list[str] = []
-        self._line: list[str] = []
-        self._line_quoted = False
-        self._quote_depth = 0
-        self._skip_depth = 0
-        self._pre_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skip_depth += 1
-        elif tag == "body":  # an unclosed <title> or <style> must not hide the whole body
-            self._skip_depth = 0
-        elif tag == "blockquote":
-            self._break()
-            self._quote_depth += 1
-        elif tag in self._BLOCK:
-            self._break()
-            if tag == "pre":
-                self._pre_depth += 1
-        elif tag in self._CELL:
-            self._line.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag == "blockquote":
-            self._break()
-            self._quote_depth = max(0, self._quote_depth - 1)
-        elif tag in self._BLOCK:
-            self._break()
-            if tag == "pre":
-                self._pre_depth = max(0, self._pre_depth - 1)
-
-    def handle_data(self, data: str) -> None:
-        if self._skip_depth:
-            return
-        if self._pre_depth:
-            first, *rest = data.split("\n")
-            self._add(first)
-            for line in rest:
-                self._break()
-                self._add(line)
-        else:
-            self._add(re.sub(r"\s+", " ", data))  # HTML: a line break in the source is a space
-
-    def _add(self, text: str) -> None:
-        if text.strip() and self._quote_depth:
-            self._line_quoted = True
-        self._line.append(text)
-
-    def _break(self) -> None:
-        line = " ".join("".join(self._line).split())
-        if line:
-            self._lines.append(f"> {line}" if self._line_quoted else line)
-        self._line = []
-        self._line_quoted = False
-
-    def text(self) -> str:
-        self._break()
-        return "\n".join(self._lines)
 
 
 # -- the code --------------------------------------------------------------------------------
@@ -517,7 +407,7 @@ def parse_reply(mail: Mail) -> GatewayReply:
     отправлено, …) with no failure word and no negation ("not delivered") is ``OK``;
     anything else is ``UNKNOWN``, kept with its text for a person to read.
     """
-    full_subject = _repair(mail.subject)
+    full_subject = mail.subject
     subject = mask_subject(full_subject)
     body = reply_text(mail.message).own
 
@@ -556,7 +446,11 @@ def _reports_success(text: str) -> bool:
 def _detail(subject: str, body: str, code_line: int | None) -> str:
     """Masked Subject and body, one line, ≤ DETAIL_MAX_CHARS, starting near the code."""
     lines = body.split("\n")
-    start = 0 if code_line is None else max(0, code_line - DETAIL_CONTEXT_LINES)
+    start = 0
+    if code_line is not None:
+        # Only lines with text count: paragraphs are set apart by blank lines (in HTML, always).
+        starts = [*(i for i in range(code_line) if lines[i].strip()), code_line]
+        start = starts[-1 - DETAIL_CONTEXT_LINES] if len(starts) > DETAIL_CONTEXT_LINES + 1 else 0
     excerpt = " ".join(_mask_lines("\n".join(lines[start:])).split())
     if start and excerpt:
         excerpt = f"… {excerpt}"
@@ -642,7 +536,7 @@ def tie_reply(mail: Mail, requests: Sequence[SentRequest]) -> Tie:
                 return Tie(found.message_id, method.value)
 
     text = reply_text(mail.message)
-    haystack = "\n".join((_repair(mail.subject), text.own, text.quoted))
+    haystack = "\n".join((mail.subject, text.own, text.quoted))
     if named := [r for r in requests if _mentions_id(haystack, r.message_id)]:
         latest = max(named, key=lambda r: r.sent_at)
         return Tie(latest.message_id, TieMethod.QUOTED_MESSAGE_ID.value)

@@ -27,11 +27,11 @@ from forwarder.replies import (
     QUOTED_TEXT_PREFIX_CHARS,
     GatewayReply,
     ReplyCode,
+    ReplyText,
     SentRequest,
     Tie,
     TieMethod,
     explain,
-    html_to_text,
     is_gateway_reply,
     mask_subject,
     parse_reply,
@@ -340,13 +340,18 @@ def test_reply_text_separates_own_words_from_quotes() -> None:
     assert (text.own, text.quoted) == ("Error: AUTH", "Server db1 is down")
 
 
-def test_html_to_text() -> None:
+def test_html_reply_text_separates_own_words_from_quotes() -> None:
     html = (
         "<html><head><title>t</title><script>var AUTH=1</script></head><body>"
         "<p>Error&nbsp;&lt;AUTH&gt;</p><table><tr><td>a</td><td>b</td></tr></table>"
-        "<pre>x\ny</pre><blockquote>quoted</blockquote>done</body></html>"
+        "<pre>x\ny</pre><blockquote>quoted <b>once</b></blockquote>done"
+        '<div class="gmail_quote">On Mon, forwarder wrote:<br>&gt; Server db1 is down</div>'
+        "</body></html>"
     )
-    assert html_to_text(html) == "Error <AUTH>\na b\nx\ny\n> quoted\ndone"
+    assert reply_text(reply(html=html).message) == ReplyText(
+        "Error <AUTH>\n\na b\n\nx\ny\n\ndone",
+        "quoted once\nOn Mon, forwarder wrote:\nServer db1 is down",
+    )
 
 
 # -- detail ----------------------------------------------------------------------------------
@@ -371,6 +376,23 @@ def test_detail_starts_near_the_code() -> None:
     body = "Dear customer,\n" * 40 + "Your SMS could not be sent:\nAUTH\nCheck your password."
     result = parse_reply(reply(body))
     assert result.detail == (
+        "Re: MyAlpha — … Your SMS could not be sent: AUTH Check your password."
+    )
+
+
+@pytest.mark.parametrize(
+    "mail",
+    [
+        reply("Dear customer,\n\nYour SMS could not be sent:\n\nAUTH\n\nCheck your password."),
+        reply(
+            html="<p>Dear customer,</p><p>Your SMS could not be sent:</p>"
+            "<p><b>AUTH</b></p><p>Check your password.</p>"
+        ),
+    ],
+    ids=["plain-paragraphs", "html-paragraphs"],
+)
+def test_detail_context_skips_blank_lines(mail: Mail) -> None:
+    assert parse_reply(mail).detail == (
         "Re: MyAlpha — … Your SMS could not be sent: AUTH Check your password."
     )
 

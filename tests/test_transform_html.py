@@ -119,3 +119,17 @@ def test_an_early_stop_does_not_show_a_tag_cut_at_a_chunk_boundary() -> None:
     html = "<p>" + "x" * 2040 + "<a href='https://example.com/'>link</a>" + "<p>more</p>" * 100
     text = html_to_text(html, limit=100)
     assert "<" not in text and "href" not in text
+
+
+def test_every_blockquote_can_be_quoted_history() -> None:
+    """Readers of replies treat a bare ``<blockquote>`` as the quoted original."""
+    html = "<p>Sent.</p><blockquote>Server <b>db1</b> is down</blockquote><p>Bye</p>"
+    assert html_to_text(html) == "Sent.\n\nServer db1 is down\n\nBye"
+    offered: list[str] = []
+
+    def collect(quote: str) -> bool:
+        offered.append(quote)
+        return False
+
+    kept = html_to_text(html, keep_quote=collect, blockquote_is_quote=True)
+    assert (kept, offered) == ("Sent.\n\nBye", ["Server db1 is down"])
