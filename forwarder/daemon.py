@@ -15,29 +15,50 @@ the new one is invalid).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from forwarder import config as config_module
-from forwarder.config import Config, ConfigError
+from forwarder.backoff import Backoff as ReconnectBackoff
+from forwarder.config import Config, ConfigError, ImapConfig
+from forwarder.idle import CONNECTED, IdleWatchers
 from forwarder.mail import Mail
-from forwarder.mailbox import AuthError, FolderMissing, Mailbox, MailboxError
+from forwarder.mailbox import FolderMissing, Mailbox, MailboxError, PermanentError
+from forwarder.outbox import (
+    DAY,
+    Action,
+    Backoff,
+    HeldMail,
+    ReadAction,
+    ReadState,
+    compose_summary,
+    limit_reason,
+    read_verdict,
+    summary_due,
+    verdict,
+)
 from forwarder.pipeline import plan
-from forwarder.sender import Sender
+from forwarder.rules import FORWARD
+from forwarder.sender import Outcome, Sender
 from forwarder.sms import new_message_id
-from forwarder.store import Handled, OutboxItem, Store
+from forwarder.store import Handled, OutboxItem, OutboxRow, Store
 from forwarder.tracker import ReplyTracker
-from forwarder.watcher import poll_folder
+from forwarder.watcher import Batch, poll_folder
 
 logger = logging.getLogger(__name__)
 
 POLL_JOB = "poll"
+RETRY_JOB = "imap-retry"
 
 
 class Daemon:
@@ -65,26 +86,34 @@ class Daemon:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Recover the outbox, then schedule the first round at once."""
+        """Recover the outbox, schedule the first round at once, start IDLE (push)."""
         self._recover_outbox()
         self.tracker.probe_soon()
         self.store.set_meta("started_at", str(time.time()))
-        interval = self.config.imap.poll_interval
+        imap = self.config.imap
+        self._imap_backoff.succeeded()  # created here, before any IDLE thread can touch it
+        # The poll is the safety net under IDLE (and all there is without it):
+        # max_instances=1: rounds never overlap (run_round's lock also guards that);
+        # coalesce: runs missed while a round was slow, or the host slept, become one;
+        # misfire_grace_time=None: a late run is never dropped, however late.
+        # Every network call in a round is bounded by imap.timeout / smtp.timeout, so a
+        # round always returns: APScheduler skips every run while the last is still going.
         self.scheduler.add_job(
-            self.run_round,
+            self._round_job,
             "interval",
-            seconds=interval,
+            seconds=imap.poll_interval,
             id=POLL_JOB,
             next_run_time=datetime.now(UTC),
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(1, int(interval)),
+            misfire_grace_time=None,
         )
         self.scheduler.start()
+        self._start_idle(imap)
         logger.info(
-            "forwarder started: %s as %s, folders %s, polling every %gs",
-            self.config.imap.host, self.config.imap.username,
-            ", ".join(self.config.imap.folders), interval,
+            "forwarder started: %s as %s, folders %s, polling every %gs%s",
+            imap.host, imap.username, ", ".join(imap.folders), imap.poll_interval,
+            " (IDLE where the server offers it)" if imap.idle else " (IDLE off)",
         )  # fmt: skip
 
     def stop(self) -> None:
@@ -94,9 +123,10 @@ class Daemon:
     def shutdown(self) -> None:
         """Wait for the round in progress to finish, then close everything."""
         self._stopping.set()
+        self._stop_idle()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        self._disconnect()
+        self._disconnect(graceful=True)
         self.sender.close()
         self.store.set_meta("stopped_at", str(time.time()))
         logger.info("forwarder stopped")
@@ -133,7 +163,9 @@ class Daemon:
             return False
         with self._round_lock:
             if fresh.imap != self.config.imap:
-                self._disconnect()
+                self._reconfigure_imap(fresh.imap)
+            else:  # the operator may have fixed the account on the server: try at once
+                self._imap_reachable()
             if fresh.smtp != self.config.smtp or fresh.gateway != self.config.gateway:
                 self.sender.close()
                 self.sender = Sender(
@@ -149,11 +181,28 @@ class Daemon:
         return True
 
     def wake(self) -> None:
-        """Ask for a round now (new mail announced, reload…); never lost if one is running."""
+        """Ask for a round now (new mail announced, reload…); never lost if one is running.
+
+        Called from IDLE threads. While a round runs the flag is enough: the round goes
+        again before it ends, and ``_round_job`` catches a flag set just as it ended.
+        Moving the job under a running round would only make APScheduler log a skipped
+        run for every announcement.
+        """
         self._again.set()
-        job = self.scheduler.get_job(POLL_JOB) if self.scheduler.running else None
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC))
+        if self._round_lock.locked() or not self.scheduler.running:
+            return
+        with contextlib.suppress(JobLookupError, SchedulerNotRunningError):  # shutting down
+            self.scheduler.modify_job(POLL_JOB, next_run_time=datetime.now(UTC))
+
+    def _round_job(self) -> None:
+        """The scheduled job: a round, and another if a wake-up slipped in as it ended."""
+        self.run_round()
+        while (
+            self._again.is_set()
+            and not self._stopping.is_set()
+            and not self._round_lock.locked()  # whoever holds it goes again, or wakes us
+        ):
+            self.run_round()
 
     # -- one round ----------------------------------------------------------------------------
     def run_round(self) -> None:
@@ -175,51 +224,178 @@ class Daemon:
             self._round_lock.release()
 
     def _poll_all(self) -> None:
+        """Look for new mail in every folder, unless backing off after a failure."""
+        if not self._imap_backoff.due():
+            return  # the retry job, an IDLE reconnect or the next poll ends the wait
+        for attempt in (1, 2):
+            kept = self.mailbox is not None
+            try:
+                mailbox = self._mailbox()
+                for folder in self.config.imap.folders:
+                    if self._stopping.is_set():
+                        return
+                    self._poll_folder(mailbox, folder)
+            except MailboxError as exc:
+                self._disconnect()
+                if attempt == 1 and kept and not isinstance(exc, PermanentError):
+                    # The connection kept from the last round may have died with a server
+                    # restart (that an IDLE thread just announced): one fresh try at once.
+                    logger.debug("IMAP: %s on the kept connection; reconnecting", exc)
+                    continue
+                self._imap_failed(exc)
+                return
+            self._imap_ok()
+            return
+
+    def _poll_folder(self, mailbox: Mailbox, folder: str) -> None:
+        now = time.monotonic()
+        # The late-arrival check costs a SEARCH when nothing is new: once per poll_interval.
+        check_late = now - self._late_checked.get(folder, -1e9) >= self.config.imap.poll_interval
         try:
-            mailbox = self._mailbox()
-            for folder in self.config.imap.folders:
-                if self._stopping.is_set():
-                    return
-                try:
-                    poll_folder(mailbox, self.store, folder, self._handle_batch)
-                except FolderMissing as exc:
-                    logger.error("%s; check imap.folders", exc)
-            self.store.set_meta("last_poll", str(time.time()))
-            self.store.set_meta("last_poll_error", "")
-        except AuthError as exc:
-            logger.error("%s", exc)
-            self.store.set_meta("last_poll_error", str(exc))
-            self._disconnect()
-        except MailboxError as exc:
-            logger.warning("IMAP: %s; will reconnect on the next round", exc)
-            self.store.set_meta("last_poll_error", str(exc))
-            self._disconnect()
+            poll_folder(mailbox, self.store, folder, self._handle_batch, check_late=check_late)
+        except FolderMissing as exc:
+            if folder not in self._missing_folders:  # said once, not every round
+                self._missing_folders.add(folder)
+                logger.error("%s; check imap.folders (the other folders are watched)", exc)
+            return
+        if check_late:
+            self._late_checked[folder] = now
+        if folder in self._missing_folders:
+            self._missing_folders.discard(folder)
+            logger.info("IMAP folder %r exists again", folder)
+
+    def _imap_failed(self, exc: MailboxError) -> None:
+        """Back off, and say so: a wrong password once, not every round."""
+        backoff = self._imap_backoff
+        permanent = isinstance(exc, PermanentError)
+        delay, news = backoff.failed(str(exc), permanent=permanent)
+        self.store.set_meta("last_poll_error", str(exc))
+        if permanent:
+            logger.log(
+                logging.ERROR if news else logging.DEBUG,
+                "%s; trying again in %.0f s (or at once after SIGHUP)", exc, delay,
+            )  # fmt: skip
+        else:
+            logger.log(
+                logging.WARNING if news else logging.INFO,
+                "IMAP: %s; reconnecting in %.1f s (attempt %d)", exc, delay, backoff.failures,
+            )  # fmt: skip
+        self._schedule_retry(delay)
+
+    def _imap_ok(self) -> None:
+        failures = self._imap_backoff.succeeded()
+        if failures:
+            logger.info(
+                "IMAP %s works again after %d failed attempt(s)", self.config.imap.host, failures
+            )
+            self._imap_reachable()  # an IDLE thread may be in a long backoff
+        self.store.set_meta("last_poll", str(time.time()))
+        self.store.set_meta("last_poll_error", "")
+
+    def _schedule_retry(self, delay: float) -> None:
+        """A round when the backoff ends, unless the poll comes first anyway."""
+        if not self.scheduler.running or self._stopping.is_set():
+            return
+        run_at = datetime.now(UTC) + timedelta(seconds=delay)
+        job = self.scheduler.get_job(POLL_JOB)
+        if job is not None and job.next_run_time is not None and job.next_run_time <= run_at:
+            return
+        with contextlib.suppress(SchedulerNotRunningError):
+            self.scheduler.add_job(
+                self.wake, "date", run_date=run_at, id=RETRY_JOB, replace_existing=True,
+                misfire_grace_time=None,
+            )  # fmt: skip
 
     def _mailbox(self) -> Mailbox:
         if self.mailbox is None:
+            backoff = self._imap_backoff
+            if not backoff.due():
+                raise MailboxError(
+                    f"IMAP unreachable ({backoff.last_error}); next try in "
+                    f"{backoff.remaining():.0f} s"
+                )
             mailbox = Mailbox(self.config.imap)
             mailbox.connect()
             self.mailbox = mailbox
         return self.mailbox
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, *, graceful: bool = False) -> None:
+        """Drop the round's connection: LOGOUT when ``graceful``, else at once (it failed)."""
         if self.mailbox is not None:
-            self.mailbox.close()
-            self.mailbox = None
+            mailbox, self.mailbox = self.mailbox, None
+            if graceful:
+                mailbox.close()
+            else:
+                mailbox.abort()
 
-    def _handle_batch(
-        self, folder: str, uidvalidity: int, mails: Sequence[Mail], advance_to: int
-    ) -> None:
+    # -- IMAP side state and IDLE ------------------------------------------------------------
+    @cached_property
+    def _imap_backoff(self) -> ReconnectBackoff:
+        """Failures of the round's IMAP connection in a row, and when to try again."""
+        return ReconnectBackoff()
+
+    @cached_property
+    def _late_checked(self) -> dict[str, float]:
+        """Per folder, when the last search for late arrivals ran (monotonic)."""
+        return {}
+
+    @cached_property
+    def _missing_folders(self) -> set[str]:
+        """Configured folders found missing (reported once)."""
+        return set()
+
+    @cached_property
+    def _idle_watchers(self) -> list[IdleWatchers]:
+        """The running IDLE watchers (a list so that stopping them is one pop)."""
+        return []
+
+    def _start_idle(self, imap: ImapConfig) -> None:
+        if imap.idle and not self._stopping.is_set():
+            watchers = IdleWatchers(imap, self._idle_event)
+            self._idle_watchers.append(watchers)
+            watchers.start()
+
+    def _stop_idle(self) -> None:
+        while self._idle_watchers:
+            self._idle_watchers.pop().stop()
+
+    def _idle_event(self, folder: str, event: str) -> None:
+        """From an IDLE thread: new mail, or a (re)connection that proves the server is up."""
+        if event == CONNECTED:
+            self._imap_backoff.retry_now()
+        logger.debug("IDLE on %s: %s", folder, event)
+        self.wake()
+
+    def _imap_reachable(self) -> None:
+        """Stop every IMAP backoff wait: the round's and the IDLE threads'."""
+        self._imap_backoff.retry_now()
+        for watchers in self._idle_watchers:
+            watchers.retry_now()
+
+    def _reconfigure_imap(self, imap: ImapConfig) -> None:
+        """New IMAP settings (SIGHUP): new connections, and a fresh start for the backoff."""
+        self._stop_idle()
+        self._disconnect(graceful=True)
+        self._imap_backoff.succeeded()
+        self._missing_folders.clear()
+        if self.scheduler.running:
+            self._start_idle(imap)
+
+    def _handle_batch(self, batch: Batch) -> list[int]:
         """Decide every mail of a batch; commit decisions, SMS and checkpoint together.
 
+        The batch comes with headers and MIME structure only; the start of the text is
+        fetched for every mail if a rule reads the body, else only for the mail that will
+        be forwarded (the SMS shows it) and for gateway replies (the tracker reads them).
         A mail that makes the core raise is logged with its traceback and
         recorded as an error: it never blocks the mail behind it.
+        Returns the UIDs forwarded, for ``imap.keyword``.
         """
         now = datetime.now(UTC)
         handled: list[Handled] = []
         outbox: list[OutboxItem] = []
         domain = self.config.delivery.message_id_domain
-        for mail in mails:
+        for mail in self._with_text(batch, now):
             try:
                 result = plan(mail, self.config, now, new_message_id=lambda: new_message_id(domain))
             except Exception as exc:
@@ -234,7 +410,26 @@ class Daemon:
             logger.info(
                 "mail %s: %s (%s)", mail.describe(), result.handled.action, result.handled.reason
             )
-        self.store.record_batch(folder, uidvalidity, handled, outbox, advance_to=advance_to)
+        self.store.record_batch(
+            batch.folder, batch.uidvalidity, handled, outbox, advance_to=batch.advance_to
+        )
+        return [h.uid for h in handled if h.action == FORWARD]
+
+    def _with_text(self, batch: Batch, now: datetime) -> list[Mail]:
+        ruleset = self.config.ruleset
+        if ruleset.needs_body:
+            wanted = batch.mails
+        else:
+            wanted = [mail for mail in batch.mails if self._text_needed(mail, now)]
+        return batch.with_text(wanted) if wanted else batch.mails
+
+    def _text_needed(self, mail: Mail, now: datetime) -> bool:
+        """Would the header-only rules forward it, or is it a gateway reply? (Pure, cheap.)"""
+        try:
+            decision = self.config.ruleset.decide(mail, now)
+        except Exception:  # plan() meets the same error with the whole mail, and logs it
+            return True
+        return decision.action == FORWARD or decision.gateway_reply
 
     def _record_reply(self, mail: Mail) -> None:
         """Hand a gateway reply to the tracker before the checkpoint passes it.
@@ -248,19 +443,220 @@ class Daemon:
             logger.exception("gateway reply %s could not be recorded", mail.describe())
 
     def _flush_outbox(self) -> None:
+        """Send what is due, after the delivery policy (``forwarder.outbox``) had its say.
+
+        Per due row: unless_read (IMAP \\Seen) → dedup → limits → the reply tracker's
+        ``hold_reason`` (blocked recipient, open circuit) → SMTP. The first transient SMTP
+        failure ends the burst: the server is backing off, the other rows wait with it.
+        """
         self.tracker.tick()
-        for row in self.store.due():
-            if self._stopping.is_set():
-                break
-            reason = self.tracker.hold_reason(row)
-            if reason is not None:
-                logger.debug("SMS %s held: %s", row.message_id, reason)
-                continue
-            self.sender.send(row)
-        self.sender.close()
+        delivery = self.config.delivery
+        self.sender.backoff = Backoff(delivery.retry_backoff, delivery.retry_backoff_max)
+        if self.sender.halted is not None and self.sender.config is not self.config.smtp:
+            # Reloaded since the halt with equal smtp settings (so the Sender was kept):
+            # the operator says the cause is fixed (e.g. on the server side); try again.
+            logger.info("SMTP settings reloaded: sending resumes after '%s'", self.sender.halted)
+            self.sender.resume(self.config.smtp)
+        now = self.store.clock()
+        self._expire_outbox(now)
+        self.store.prune_sends(now - 2 * DAY)
+        if not self.sender.ready(now):
+            logger.debug("SMTP not tried this round: %s", self.sender.halted or "backing off")
+            return
+        self._queue_summary(now)
+        settled: dict[str, int] = {}
+        seen: set[int] = set()
+        try:
+            while not self._stopping.is_set() and self.sender.ready(self.store.clock()):
+                # In batches, so a storm of thousands is settled in one round; rows left
+                # pending (circuit open, waiting for IMAP) are not taken twice.
+                due = [r for r in self.store.due(now, limit=len(seen) + 100) if r.id not in seen]
+                if not due:
+                    break
+                reads = self._read_states([r for r in due if r.unless_read and r.kind == "mail"])
+                for row in due:
+                    if self._stopping.is_set() or not self.sender.ready(self.store.clock()):
+                        break
+                    seen.add(row.id)
+                    what = self._deliver(row, reads.get(row.id, ReadState.UNKNOWN))
+                    settled[what] = settled.get(what, 0) + 1
+        finally:
+            self.sender.close()
+        if settled.get("held"):
+            full = limit_reason(self.store.send_counts(), self.config.limits)
+            logger.warning(
+                "%d SMS held back (%s); one summary SMS will report them when the limits allow",
+                settled["held"], full or "limits",
+            )  # fmt: skip
+
+    def _deliver(self, row: OutboxRow, read: ReadState) -> str:
+        """Decide about one due row and act; returns what happened (for the round's log line)."""
+        now = self.store.clock()
+        if row.unless_read and row.kind == "mail":
+            action, why = read_verdict(
+                read, due_at=row.due_at, now=now, wait=self.config.delivery.unless_read_wait
+            )
+            if action is ReadAction.CANCEL:
+                self.store.settle(row.id, "cancelled", why)
+                logger.info(
+                    "SMS %s for %s cancelled: %s", row.message_id, row.source_message_id, why
+                )
+                return "cancelled"
+            if action is ReadAction.WAIT:
+                if row.reason != why:
+                    self.store.set_state(row.id, "pending", reason=why)
+                    logger.info("SMS %s for %s: %s", row.message_id, row.source_message_id, why)
+                return "waiting"
+            if read is not ReadState.UNSEEN:
+                logger.warning("SMS %s for %s: %s", row.message_id, row.source_message_id, why)
+        candidates = (
+            self.store.dedup_candidates(row.dedup_key, row.recipient, row.id)
+            if row.dedup_key
+            else []
+        )
+        decided = verdict(
+            kind=row.kind,
+            created_at=row.created_at,
+            counts=self.store.send_counts(now),
+            limits=self.config.limits,
+            candidates=candidates,
+        )
+        if decided.action is Action.DUPLICATE:
+            self.store.settle(row.id, "duplicate", decided.reason, duplicate_of=decided.original)
+            logger.info(
+                "SMS %s for %s not sent: %s", row.message_id, row.source_message_id, decided.reason
+            )
+            return "duplicate"
+        if decided.action is Action.HOLD:
+            self.store.settle(row.id, "held", decided.reason)
+            logger.info(
+                "SMS %s for %s held: %s", row.message_id, row.source_message_id, decided.reason
+            )
+            return "held"
+        if decided.action is Action.WAIT:
+            return "waiting"
+        reason = self.tracker.hold_reason(row)  # last: it may pick this row as the probe
+        if reason is not None:
+            logger.debug("SMS %s held: %s", row.message_id, reason)
+            return "paused"
+        outcome = self.sender.send(row)
+        if outcome is Outcome.IN_DOUBT:
+            self._after_doubt(row)
+        return outcome.value
+
+    def _after_doubt(self, row: OutboxRow) -> None:
+        """A send cut off after the final dot, during this run: apply delivery.on_doubt."""
+        if self.config.delivery.on_doubt != "resend":
+            logger.error(
+                "SMS %s for %s is in doubt and will not be sent again (delivery.on_doubt: "
+                "alert); check your phone, and 'forwarder status'",
+                row.message_id, row.source_message_id,
+            )  # fmt: skip
+            return
+        wait = self.sender.backoff.delay(1)
+        logger.warning(
+            "SMS %s for %s is in doubt; sending it again in %.0fs because delivery.on_doubt is "
+            "resend (the same Message-ID; a second SMS is possible)",
+            row.message_id, row.source_message_id, wait,
+        )  # fmt: skip
+        self.store.retry_later(
+            row.id,
+            error="connection lost after the final dot; resent (delivery.on_doubt: resend)",
+            not_before=self.store.clock() + wait,
+        )
+
+    def _expire_outbox(self, now: float) -> None:
+        """Pending SMS older than delivery.max_age (counted from when they were due) fail."""
+        max_age = self.config.delivery.max_age
+        reason = f"not delivered within delivery.max_age ({max_age / 3600:g} h) of being due"
+        for row in self.store.expire(now - max_age, reason):
+            last_error = row.last_error or row.reason or "none"
+            logger.error(
+                "SMS %s for %s given up: %s; last error: %s",
+                row.message_id, row.source_message_id, reason, last_error,
+            )  # fmt: skip
+
+    def _queue_summary(self, now: float) -> None:
+        """When the limits allow again, queue one summary SMS per recipient of the held mail."""
+        held = self.store.held_unsummarised()
+        if not held or self.store.summary_pending():
+            return
+        if not summary_due(len(held), self.store.send_counts(now), self.config.limits):
+            return
+        groups: dict[str, list[OutboxRow]] = {}
+        for row in held:
+            groups.setdefault(row.recipient, []).append(row)
+        requests = {r.recipient: r for r in self.config.gateway.requests()}
+        domain = self.config.delivery.message_id_domain
+        for recipient, rows in groups.items():
+            text = compose_summary(
+                [HeldMail(r.mail_from, r.mail_subject) for r in rows], self.config.sms
+            )
+            request, last = requests.get(recipient), rows[-1]
+            item = OutboxItem(
+                uid=0,
+                source_message_id=f"(summary of {len(rows)} held SMS)",
+                rule=None,
+                recipient=recipient,
+                to_addr=request.to if request else last.to_addr,
+                sender=self.config.gateway.sender if request else last.sender,
+                subject_masked=request.masked_subject if request else last.subject_masked,
+                text=text,
+                message_id=new_message_id(domain),
+                not_before=now,
+            )
+            summary_id = self.store.add_summary(item, [r.id for r in rows])
+            logger.warning(
+                "summary SMS #%d queued for %s: %d held SMS reported",
+                summary_id,
+                recipient,
+                len(rows),
+            )
+
+    def _read_states(self, rows: Sequence[OutboxRow]) -> dict[int, ReadState]:
+        """Ask IMAP whether each unless_read row's mail is \\Seen; UNKNOWN where it cannot."""
+        states: dict[int, ReadState] = {}
+        if not rows:
+            return states
+        by_folder: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_folder.setdefault(row.folder, []).append(row)
+        try:
+            mailbox = self._mailbox()
+            for folder, folder_rows in by_folder.items():
+                try:
+                    current = mailbox.select(folder)
+                except FolderMissing:
+                    states.update((r.id, ReadState.GONE) for r in folder_rows)
+                    continue
+                # RFC 3501 §2.3.1.1: a UID from another UIDVALIDITY names no mail any more.
+                valid = [r for r in folder_rows if r.uidvalidity == current.uidvalidity]
+                states.update((r.id, ReadState.GONE) for r in folder_rows if r not in valid)
+                flags = mailbox.flags([r.uid for r in valid]) if valid else {}
+                for r in valid:
+                    found = flags.get(r.uid)
+                    if found is None:
+                        states[r.id] = ReadState.GONE
+                    elif "\\seen" in {f.lower() for f in found}:
+                        states[r.id] = ReadState.SEEN
+                    else:
+                        states[r.id] = ReadState.UNSEEN
+        except MailboxError as exc:
+            logger.warning(
+                "IMAP: cannot check whether %d delayed mail(s) were read: %s", len(rows), exc
+            )
+            self._disconnect()
+        return states
 
     def _recover_outbox(self) -> None:
-        """After a crash: 'sending' never reached the final dot → resend; 'in_doubt' per config."""
+        """After a crash: 'sending' never reached the final dot → resend; 'in_doubt' per config.
+
+        Rows backing off after a transient failure are made due again: a restart is often
+        the fix (the operator changed something), so they are tried at once.
+        """
+        retried = self.store.reset_backoff()
+        if retried:
+            logger.info("%d SMS waiting to retry are due again after the restart", retried)
         for row in self.store.outbox_in("sending"):
             logger.warning(
                 "SMS %s was interrupted before the final dot; it will be sent again", row.message_id

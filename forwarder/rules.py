@@ -598,6 +598,12 @@ class RuleSet:
             (rule, None if rule.match is None else rule.match.test) for rule in rules
         )
 
+    @property
+    def needs_body(self) -> bool:
+        """True if a rule reads ``body``: then the text of every new mail is fetched, not
+        only that of the mail the rules forward (guards read headers and structure only)."""
+        return any(rule.match is not None and _reads_body(rule.match) for rule in self.rules)
+
     def decide(self, mail: Mail, now: datetime, *, explain: bool = False) -> Decision:
         """The first guard or rule that matches decides; ``default`` decides the rest.
 
@@ -678,6 +684,16 @@ CONDITION_KEYS = (
 _PATTERN_HELP = (
     "a glob string like '*@bank.com.ua', or {contains: ...}, {equals: ...}, {regex: ...}"
 )
+
+
+def _reads_body(condition: Condition) -> bool:
+    if isinstance(condition, TextMatch):
+        return condition.source is _TEXT_FIELDS["body"]
+    if isinstance(condition, AllOf | AnyOf):
+        return any(_reads_body(part) for part in condition.parts)
+    if isinstance(condition, Not):
+        return _reads_body(condition.part)
+    return False
 
 
 def _line_of(node: Any, key: Any, default: int) -> int:

@@ -1,22 +1,33 @@
-"""Which mail is new: checkpoints per folder, UIDVALIDITY, baselines and batches.
+"""Which mail is new: checkpoints per folder, UIDVALIDITY, baselines, late arrivals, batches.
 
 The rules of the game (RFC 3501):
 * A UID is meaningful only with its folder's UIDVALIDITY (§2.3.1.1). When it
   changes, every old UID is void: the folder is re-baselined, not re-sent.
-* UIDs only grow, so "new" is "UID above the checkpoint"; expunging older
-  mail cannot make a handled one look new.
+* UIDs only grow, so "new" is "UID above the checkpoint"; expunging or moving
+  older mail away cannot make a handled one look new.
 * On the first sight of a folder the mail already there is not forwarded:
   the checkpoint starts at UIDNEXT-1, one command, whatever the folder size.
+* A server may make a UID visible after a higher one (parallel deliveries on a
+  cluster). So the last ``LATE_WINDOW`` UIDs below the checkpoint are searched
+  again, and any the ``handled`` ledger does not know is handled late: on every
+  search for new mail (same command) and, when nothing is new, on the
+  safety-net poll (``check_late``). Nothing at or below the folder's baseline is
+  ever looked at again.
+
+Each batch of UIDs costs one FETCH of summaries (size, flags, BODYSTRUCTURE,
+header); the caller then asks for the text of the mails it needs
+(``Batch.with_text``), so a header-only rule set reads no body of the mail it
+skips.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from forwarder.mail import Mail
-from forwarder.mailbox import Mailbox
+from forwarder.mailbox import FolderState, Mailbox, MailboxError, Summary
 from forwarder.store import Store
 
 logger = logging.getLogger(__name__)
@@ -24,7 +35,34 @@ logger = logging.getLogger(__name__)
 #: New UIDs handled (fetched, decided, committed) per transaction.
 BATCH = 200
 
-HandleBatch = Callable[[str, int, Sequence[Mail], int], None]
+#: UIDs below the checkpoint searched again for mail that became visible late.
+LATE_WINDOW = 100
+
+#: Meta key prefix: per folder, "uidvalidity:uid" at or below which nothing is re-examined.
+_FLOOR_KEY = "late_floor:"
+
+
+@dataclass
+class Batch:
+    """Mails of one folder to decide together, committed with one checkpoint move."""
+
+    folder: str
+    uidvalidity: int
+    mails: list[Mail]  # header and MIME skeleton: enough for rules that read no body
+    advance_to: int | None  # None for late arrivals below the checkpoint
+    mailbox: Mailbox = field(repr=False)
+    _summaries: dict[int, Summary] = field(default_factory=dict, repr=False)
+
+    def with_text(self, wanted: Sequence[Mail]) -> list[Mail]:
+        """All mails of the batch, those in ``wanted`` now with the start of their text."""
+        summaries = [self._summaries[m.uid] for m in wanted if m.uid in self._summaries]
+        complete = {m.uid: m for m in self.mailbox.fetch_text(summaries)}
+        return [complete.get(m.uid, m) for m in self.mails]
+
+
+#: Decides and commits a batch (decisions, SMS and checkpoint in one transaction) and
+#: returns the UIDs to flag with ``imap.keyword``. If it raises, nothing moves.
+HandleBatch = Callable[[Batch], Sequence[int] | None]
 
 
 @dataclass(frozen=True)
@@ -32,15 +70,13 @@ class PollResult:
     folder: str
     new: int
     baselined: bool = False
+    late: int = 0
 
 
-def poll_folder(mailbox: Mailbox, store: Store, folder: str, handle: HandleBatch) -> PollResult:
-    """Find mail above the folder's checkpoint and hand it to ``handle`` in UID batches.
-
-    ``handle(folder, uidvalidity, mails, advance_to)`` must commit the decisions
-    and the checkpoint together; if it raises, the checkpoint stays put and the
-    same mail is read again next time.
-    """
+def poll_folder(
+    mailbox: Mailbox, store: Store, folder: str, handle: HandleBatch, *, check_late: bool = False
+) -> PollResult:
+    """Find mail above the folder's checkpoint (and late arrivals) and hand it over in batches."""
     state = mailbox.select(folder)
     checkpoint = store.checkpoint(folder)
     if checkpoint is None or checkpoint.uidvalidity != state.uidvalidity:
@@ -58,12 +94,85 @@ def poll_folder(mailbox: Mailbox, store: Store, folder: str, handle: HandleBatch
                 folder, checkpoint.uidvalidity, state.uidvalidity, top,
             )  # fmt: skip
         store.baseline(folder, state.uidvalidity, top)
+        store.set_meta(_FLOOR_KEY + folder, f"{state.uidvalidity}:{top}")
         return PollResult(folder, 0, baselined=True)
-    if state.uidnext is not None and state.uidnext - 1 <= checkpoint.last_uid:
+
+    last = checkpoint.last_uid
+    maybe_new = state.uidnext is None or state.uidnext - 1 > last
+    if not maybe_new and not check_late:
         return PollResult(folder, 0)  # nothing new: one SELECT was enough
-    uids = mailbox.uids_after(checkpoint.last_uid)
+    floor = _late_floor(store, folder, state.uidvalidity, last)
+    found = mailbox.uids_from(max(floor, last - LATE_WINDOW) + 1)
+    below = [uid for uid in found if uid <= last]
+    new = [uid for uid in found if uid > last]
+
+    late = sorted(set(below) - store.handled_uids(folder, state.uidvalidity, below))
+    if late:
+        logger.warning(
+            "%s: %d mail(s) appeared below the checkpoint (UID %s); handling them now",
+            folder, len(late), ", ".join(map(str, late[:10])),
+        )  # fmt: skip
+        _handle_uids(mailbox, store, folder, state, late, handle, advance=False)
+    _handle_uids(mailbox, store, folder, state, new, handle, advance=True)
+    if state.uidnext is not None and state.uidnext - 1 > (new[-1] if new else last):
+        # UIDs up to UIDNEXT-1 that the search did not return were expunged before we saw
+        # them; moving past them keeps the next quiet poll at one SELECT.
+        store.record_batch(folder, state.uidvalidity, [], [], advance_to=state.uidnext - 1)
+    return PollResult(folder, len(new), late=len(late))
+
+
+def _handle_uids(
+    mailbox: Mailbox,
+    store: Store,
+    folder: str,
+    state: FolderState,
+    uids: Sequence[int],
+    handle: HandleBatch,
+    *,
+    advance: bool,
+) -> None:
+    keyword = mailbox.config.keyword
     for start in range(0, len(uids), BATCH):
-        batch = uids[start : start + BATCH]
-        mails = list(mailbox.fetch(batch, folder, state.uidvalidity))
-        handle(folder, state.uidvalidity, mails, batch[-1])
-    return PollResult(folder, len(uids))
+        chunk = uids[start : start + BATCH]
+        summaries = mailbox.fetch_summaries(chunk, folder, state.uidvalidity)
+        batch = Batch(
+            folder=folder,
+            uidvalidity=state.uidvalidity,
+            mails=[s.mail for s in summaries],
+            advance_to=chunk[-1] if advance else None,
+            mailbox=mailbox,
+            _summaries={s.mail.uid: s for s in summaries},
+        )
+        flag = handle(batch) or ()
+        if not keyword or not flag:
+            continue
+        if not state.can_store(keyword):
+            if f"keyword {folder}" not in mailbox.said:
+                mailbox.said.add(f"keyword {folder}")
+                logger.warning(
+                    "%s: the server does not keep the keyword %s here (PERMANENTFLAGS: %s); "
+                    "forwarded mail is not flagged", folder, keyword,
+                    " ".join(sorted(state.permanent_flags)) or "none",
+                )  # fmt: skip
+            continue
+        try:
+            mailbox.add_keyword(flag, keyword)
+        except MailboxError as exc:
+            # Committed already: the SMS is queued, only the flag is missing.
+            logger.warning("%s: could not flag UIDs %s with %s: %s", folder, list(flag), keyword,
+                           exc)  # fmt: skip
+            raise
+
+
+def _late_floor(store: Store, folder: str, uidvalidity: int, last_uid: int) -> int:
+    """The UID at or below which nothing is re-examined: the baseline of this UIDVALIDITY.
+
+    A state file from before this was kept (or one whose floor was lost) starts the
+    floor at the current checkpoint: what is below it was decided, or never will be.
+    """
+    value = store.get_meta(_FLOOR_KEY + folder) or ""
+    stored_validity, _, uid = value.partition(":")
+    if stored_validity == str(uidvalidity) and uid.isdigit():
+        return int(uid)
+    store.set_meta(_FLOOR_KEY + folder, f"{uidvalidity}:{last_uid}")
+    return last_uid

@@ -1,0 +1,322 @@
+"""Push and recovery: IDLE watchers alone, then ``forwarder run`` against real servers while
+Dovecot restarts, freezes, refuses the password or shows the wrong certificate.
+
+Daemon tests use a poll interval of 300 s where they must prove IDLE delivered the mail:
+the first round runs at start, and the next poll would come long after the deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forwarder.idle import CONNECTED, NEW_MAIL, IdleWatcher
+from tests.configs import write_config
+from tests.daemonproc import DaemonProcess
+from tests.servers import wait_until
+from tests.servers.dovecot import DovecotServer, find_binary
+from tests.servers.mails import make_mail
+from tests.test_mailbox import imap_config
+
+NO_POLL = 300  # seconds: a poll interval no test outlives, so what arrives came by IDLE
+PUSH_DEADLINE = 3.0  # seconds from APPEND to the SMS at the gateway with IDLE
+
+
+class Events:
+    """What an IdleWatcher announced, with the time, for waiting on."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, float]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, folder: str, event: str) -> None:
+        with self._cond:
+            self.seen.append((folder, event, time.monotonic()))
+            self._cond.notify_all()
+
+    def count(self, event: str) -> int:
+        with self._cond:
+            return sum(1 for _, e, _ in self.seen if e == event)
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 5.0) -> float:
+        """Until ``event`` was announced ``count`` times; return when the last one was."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.count(event) >= count, timeout):
+                raise TimeoutError(f"{event!r} announced {self.count(event)} of {count} times")
+            return [t for _, e, t in self.seen if e == event][count - 1]
+
+
+@pytest.fixture
+def watch() -> Iterator:
+    """``watch(config, folder)`` starts an IdleWatcher; all are stopped after the test."""
+    started: list[IdleWatcher] = []
+
+    def start(config, folder: str = "INBOX") -> tuple[IdleWatcher, Events]:
+        events = Events()
+        watcher = IdleWatcher(config, folder, events)
+        started.append(watcher)
+        watcher.start()
+        return watcher, events
+
+    yield start
+    for watcher in started:
+        watcher.stop()
+        watcher.join(5)
+        assert not watcher.alive
+
+
+def private_account(imap_user, server: DovecotServer):
+    return dataclasses.replace(imap_user, port=server.port, tls_port=server.tls_port,
+                               ca_file=server.ca_file, server=server)  # fmt: skip
+
+
+# -- the watcher alone ------------------------------------------------------------------------
+def test_new_mail_is_announced_within_a_second(imap_user, watch) -> None:
+    _, events = watch(imap_config(imap_user))
+    events.wait_for(CONNECTED)
+    appended = time.monotonic()
+    imap_user.server.append(imap_user.user, "INBOX", make_mail())
+    # Dovecot tells IDLE clients about 0.5 s after the change; the rest is ours.
+    assert events.wait_for(NEW_MAIL) - appended < 1.5
+
+
+def test_idle_is_renewed_on_the_same_connection(imap_user, watch) -> None:
+    """Renewed faster than Dovecot announces (0.5 s): the news comes with DONE's answer."""
+    watcher, events = watch(imap_config(imap_user, idle_renew=0.2))
+    events.wait_for(CONNECTED)
+    wait_until(lambda: watcher.renewals >= 2, 5, "two renewals")
+    imap_user.server.append(imap_user.user, "INBOX", make_mail())
+    events.wait_for(NEW_MAIL)
+    assert watcher.sessions == 1 and events.count(CONNECTED) == 1
+
+
+def test_a_restart_is_survived_without_spinning(dovecot_factory, imap_user, watch) -> None:
+    server = dovecot_factory(tls=False)
+    watcher, events = watch(imap_config(private_account(imap_user, server), timeout=2))
+    events.wait_for(CONNECTED)
+    cpu = time.process_time()
+    server.stop()
+    # Lost, noticed, and one reconnection refused: a busy loop would burn all that time.
+    wait_until(lambda: watcher.backoff.failures >= 1, 5, "a failed reconnection")
+    server.start()
+    events.wait_for(CONNECTED, count=2)
+    assert time.process_time() - cpu < 0.5
+    server.append(imap_user.user, "INBOX", make_mail())
+    events.wait_for(NEW_MAIL)
+
+
+def test_stop_interrupts_a_wait_in_idle(imap_user, watch) -> None:
+    watcher, events = watch(imap_config(imap_user))
+    events.wait_for(CONNECTED)
+    started = time.monotonic()
+    watcher.stop()
+    watcher.join(5)
+    assert not watcher.alive and time.monotonic() - started < 1
+
+
+# -- the daemon -------------------------------------------------------------------------------
+def urgent(n: int | str) -> bytes:
+    return make_mail(f"urgent {n}", f"body {n}")
+
+
+def sms_subjects(gateway) -> list[str]:
+    return [sms.text.splitlines()[0].removeprefix("Alice Sender: ") for sms in gateway.received]
+
+
+def test_idle_delivers_within_seconds_in_several_folders(tmp_path: Path, imap_user, gateway):
+    server, user = imap_user.server, imap_user.user
+    server.create_folder(user, "Alerts")
+    config = write_config(
+        tmp_path / "forwarder.yaml", imap_user, gateway,
+        imap={"poll_interval": NO_POLL, "folders": ["INBOX", "Alerts"]},
+    )  # fmt: skip
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_checkpoint("INBOX")
+        daemon.wait_for_checkpoint("Alerts")
+        daemon.wait_for_log("IDLE on Alerts: connected", timeout=10)
+        started = time.monotonic()
+        server.append(user, "Alerts", urgent("in Alerts"))
+        gateway.wait_for(1, timeout=PUSH_DEADLINE)
+        assert time.monotonic() - started < PUSH_DEADLINE
+        server.append(user, "INBOX", urgent("in INBOX"))
+        gateway.wait_for(2, timeout=PUSH_DEADLINE)
+        assert daemon.stop() == 0
+    assert sms_subjects(gateway) == ["urgent in Alerts", "urgent in INBOX"]
+
+
+def test_poll_only_when_idle_is_off(tmp_path: Path, imap_user, gateway) -> None:
+    config = write_config(
+        tmp_path / "forwarder.yaml", imap_user, gateway, imap={"idle": False, "poll_interval": 1}
+    )
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_checkpoint()
+        imap_user.server.append(imap_user.user, "INBOX", urgent(1))
+        gateway.wait_for(1)
+        assert daemon.stop() == 0
+    assert "(IDLE off)" in daemon.output() and "IDLE on" not in daemon.output()
+
+
+def test_a_recreated_folder_is_rebaselined_while_running(tmp_path: Path, imap_user, gateway):
+    server, user = imap_user.server, imap_user.user
+    server.create_folder(user, "Alerts")
+    server.append(user, "Alerts", urgent("old"))
+    config = write_config(
+        tmp_path / "forwarder.yaml", imap_user, gateway,
+        imap={"poll_interval": 1, "folders": ["Alerts"]},
+    )  # fmt: skip
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_checkpoint("Alerts")
+        # (What was in the folder when it was recreated is tested in test_watcher.py: here
+        # a round may run between DELETE and APPEND, and the mail would be new to it.)
+        server.recreate_folder(user, "Alerts")
+        daemon.wait_for_log("UIDVALIDITY changed")
+        server.append(user, "Alerts", urgent("new"))
+        gateway.wait_for(1)
+        assert daemon.stop() == 0
+    assert sms_subjects(gateway) == ["urgent new"]
+
+
+def save_while_stopped(server: DovecotServer, user: str, raw: bytes) -> None:
+    """Deliver into a stopped Dovecot's storage, as its LDA would: no IMAP needed."""
+    doveadm = find_binary("doveadm")
+    if doveadm is None:
+        pytest.skip("doveadm is not installed")
+    home = server.home_root / user
+    subprocess.run(
+        [doveadm, "-c", str(server.config_file), "-o", f"mail_location=sdbox:{home}/mail",
+         "-o", f"mail_uid={server.accounts.mail_uid}", "-o", f"mail_gid={server.accounts.mail_gid}",
+         "save", "-m", "INBOX"],
+        input=raw, env={**os.environ, "HOME": str(home), "USER": user}, check=True,
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+
+
+def test_mail_delivered_while_dovecot_is_down_is_forwarded_once_after(
+    tmp_path: Path, dovecot_factory, imap_user, gateway
+) -> None:
+    server = dovecot_factory(tls=False)
+    account = private_account(imap_user, server)
+    config = write_config(
+        tmp_path / "forwarder.yaml", account, gateway, imap={"poll_interval": NO_POLL}
+    )
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_checkpoint()
+        daemon.wait_for_log("IDLE on INBOX: connected")
+        server.stop()
+        save_while_stopped(server, account.user, urgent("while down"))
+        daemon.wait_for_log("reconnecting in")
+        server.start()
+        # No poll for 300 s: the IDLE reconnect is what finds it.
+        gateway.wait_for(1, timeout=15)
+        server.append(account.user, "INBOX", urgent("after"))
+        gateway.wait_for(2, timeout=PUSH_DEADLINE)
+        daemon.wait_for_checkpoint(above=1)
+        assert daemon.stop() == 0
+    assert sms_subjects(gateway) == ["urgent while down", "urgent after"]
+
+
+def test_a_frozen_server_is_survived_through_thaw_and_restart(
+    tmp_path: Path, dovecot_factory, imap_user, gateway
+) -> None:
+    server = dovecot_factory(tls=False)
+    account = private_account(imap_user, server)
+    config = write_config(
+        tmp_path / "forwarder.yaml", account, gateway,
+        imap={"poll_interval": 1, "timeout": 1, "idle_renew": 10},
+    )  # fmt: skip
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_checkpoint()
+        server.freeze()
+        daemon.wait_for_log("timed out", timeout=10)  # the round found out, and returned
+        server.thaw()
+        server.append(account.user, "INBOX", urgent("after thaw"))
+        gateway.wait_for(1, timeout=15)
+        server.restart()
+        server.append(account.user, "INBOX", urgent("after restart"))
+        gateway.wait_for(2, timeout=15)
+        assert daemon.stop(timeout=10) == 0
+    assert sms_subjects(gateway) == ["urgent after thaw", "urgent after restart"]
+
+
+def test_a_wrong_password_is_reported_once_and_retried_slowly(
+    tmp_path: Path, imap_user, gateway
+) -> None:
+    config = write_config(
+        tmp_path / "forwarder.yaml", imap_user, gateway,
+        imap={"password": "wrong", "poll_interval": 1, "folders": ["INBOX", "Other"]},
+    )  # fmt: skip
+    log = imap_user.server.log_file
+    failures_before = log.read_text().count(f"user=<{imap_user.user}>")
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_log("refused the login")
+        time.sleep(3)  # not synchronisation: three poll intervals that must stay quiet
+        output = daemon.output()
+        assert output.count("refused the login") == 1, output
+        assert "check imap.username and imap.password" in output and "wrong" not in output
+        # One login by the round and one per IDLE folder, then the slow policy (≥ 30 s).
+        logins = log.read_text().count(f"user=<{imap_user.user}>") - failures_before
+        assert 1 <= logins <= 3 * 2, logins  # Dovecot may log a failed login twice
+
+        # The operator fixes the password and sends SIGHUP: no waiting out the backoff.
+        write_config(config, imap_user, gateway, imap={"poll_interval": NO_POLL})
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_checkpoint()
+        daemon.wait_for_log("IDLE on INBOX: connected")
+        imap_user.server.append(imap_user.user, "INBOX", urgent("after the fix"))
+        gateway.wait_for(1, timeout=PUSH_DEADLINE)
+        assert daemon.stop() == 0
+
+
+def test_tls_with_the_test_ca_delivers_and_a_wrong_ca_is_refused(
+    tmp_path: Path, imap_user, gateway
+) -> None:
+    tls = {"security": "tls", "port": imap_user.tls_port, "poll_interval": NO_POLL}
+    good = write_config(
+        tmp_path / "good.yaml", imap_user, gateway, imap={**tls, "ca_file": str(imap_user.ca_file)}
+    )
+    with DaemonProcess(good) as daemon:
+        daemon.wait_for_checkpoint()
+        daemon.wait_for_log("IDLE on INBOX: connected")
+        imap_user.server.append(imap_user.user, "INBOX", urgent("over TLS"))
+        gateway.wait_for(1, timeout=PUSH_DEADLINE)
+        assert daemon.stop() == 0
+
+    wrong = tmp_path / "wrong" / "forwarder.yaml"
+    wrong.parent.mkdir()
+    write_config(
+        wrong, imap_user, gateway, imap={**tls, "ca_file": str(imap_user.server.wrong_ca_file)}
+    )
+    with DaemonProcess(wrong) as daemon:
+        daemon.wait_for_log("certificate was refused")
+        imap_user.server.append(imap_user.user, "INBOX", urgent("must not go"))
+        assert daemon.stop() == 0
+    assert re.search(r"ERROR .*certificate was refused .*check imap.host and imap.ca_file",
+                     daemon.output())  # fmt: skip
+    assert len(gateway.received) == 1
+
+
+def test_a_server_without_idle_is_polled(tmp_path: Path, dovecot_factory, imap_user, gateway):
+    server = dovecot_factory(
+        tls=False,
+        extra_config="protocol imap {\n  imap_capability = IMAP4rev1 SASL-IR LITERAL+ UIDPLUS\n}\n",
+    )
+    account = private_account(imap_user, server)
+    config = write_config(tmp_path / "forwarder.yaml", account, gateway,
+                          imap={"poll_interval": 1, "folders": ["INBOX", "Other"]})  # fmt: skip
+    server.create_folder(account.user, "Other")
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_log("does not offer IDLE")
+        daemon.wait_for_checkpoint("Other")
+        server.append(account.user, "Other", urgent("polled"))
+        gateway.wait_for(1)
+        assert daemon.stop() == 0
+    assert daemon.output().count("does not offer IDLE") == 1

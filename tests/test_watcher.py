@@ -1,0 +1,190 @@
+"""Which mail is new, against a real Dovecot and a real state file: checkpoints, baselines,
+UIDVALIDITY, expunges, late arrivals, bursts in batches, the keyword."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from forwarder.mail import Mail
+from forwarder.mailbox import Mailbox
+from forwarder.store import Handled, Store
+from forwarder.watcher import BATCH, Batch, poll_folder
+from tests.servers.mails import make_mail
+from tests.test_mailbox import imap_config
+
+
+class Decider:
+    """A ``handle`` for poll_folder: mail whose subject says urgent is forwarded, and only
+    its text is fetched; every mail is recorded with the checkpoint, as the daemon does."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.batches: list[Batch] = []
+        self.texts: list[Mail] = []
+
+    def __call__(self, batch: Batch) -> Sequence[int]:
+        self.batches.append(batch)
+        urgent = [m for m in batch.mails if "urgent" in m.subject.lower()]
+        mails = batch.with_text(urgent) if urgent else batch.mails
+        forwarded = {m.uid for m in urgent}
+        self.texts += [m for m in mails if m.uid in forwarded]
+        handled = [
+            Handled(m.uid, m.message_id, "forward" if m.uid in forwarded else "skip", None, "test")
+            for m in mails
+        ]
+        self.store.record_batch(
+            batch.folder, batch.uidvalidity, handled, [], advance_to=batch.advance_to
+        )
+        return sorted(forwarded)
+
+    @property
+    def uids(self) -> list[int]:
+        return [m.uid for b in self.batches for m in b.mails]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    state = Store(tmp_path / "state.db")
+    yield state
+    state.close()
+
+
+@pytest.fixture
+def mailbox(imap_user) -> Mailbox:
+    with Mailbox(imap_config(imap_user)) as connected:
+        yield connected
+
+
+def poll(mailbox: Mailbox, store: Store, folder: str = "INBOX", **options) -> Decider:
+    decider = Decider(store)
+    poll_folder(mailbox, store, folder, decider, **options)
+    return decider
+
+
+def test_first_start_baselines_any_folder_size_with_one_command(imap_user, store) -> None:
+    server, user = imap_user.server, imap_user.user
+    server.fill(user, "Small", 10)
+    server.fill(user, "Big", 20_000)
+    costs = {}
+    for folder, size in (("Small", 10), ("Big", 20_000)):
+        with Mailbox(imap_config(imap_user)) as mailbox:
+            decider = poll(mailbox, store, folder)
+            costs[folder] = mailbox.commands
+        assert decider.batches == []
+        assert store.checkpoint(folder).last_uid == size
+    assert costs == {"Small": 1, "Big": 1}  # SELECT, whose UIDNEXT is the baseline
+
+    uid = server.append(user, "Big", make_mail("urgent: after the baseline"))
+    with Mailbox(imap_config(imap_user)) as mailbox:
+        assert poll(mailbox, store, "Big").uids == [uid] == [20_001]
+
+
+def test_new_mail_is_handled_once_and_a_quiet_poll_is_one_select(imap_user, mailbox, store):
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    uids = [server.append(user, "INBOX", make_mail(s)) for s in ("hello", "URGENT: disk")]
+    decider = poll(mailbox, store)
+    assert decider.uids == uids
+    assert [m.subject for m in decider.texts] == ["URGENT: disk"]
+    assert decider.texts[0].body.startswith("Hello from the test harness")
+    before = mailbox.commands
+    assert poll(mailbox, store).batches == []
+    assert mailbox.commands - before == 1
+
+
+def test_uidvalidity_change_rebaselines_with_a_warning(imap_user, mailbox, store, caplog) -> None:
+    server, user = imap_user.server, imap_user.user
+    server.create_folder(user, "Alerts")
+    server.append(user, "Alerts", make_mail("urgent 1"))
+    poll(mailbox, store, "Alerts")
+    old = store.checkpoint("Alerts")
+    new_validity = server.recreate_folder(user, "Alerts")
+    server.append(user, "Alerts", make_mail("urgent: restored from backup"))
+    with caplog.at_level(logging.WARNING, logger="forwarder.watcher"):
+        assert poll(mailbox, store, "Alerts").batches == []
+    assert f"UIDVALIDITY changed from {old.uidvalidity} to {new_validity}" in caplog.text
+    assert store.checkpoint("Alerts").uidvalidity == new_validity
+    uid = server.append(user, "Alerts", make_mail("urgent: really new"))
+    assert poll(mailbox, store, "Alerts").uids == [uid]
+
+
+def test_expunging_handled_mail_makes_nothing_look_new(imap_user, mailbox, store) -> None:
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    first = [server.append(user, "INBOX", make_mail(f"urgent {n}")) for n in range(3)]
+    assert poll(mailbox, store).uids == first
+    server.expunge(user, "INBOX", first[:1] + first[2:])  # the oldest and the newest
+    assert poll(mailbox, store, check_late=True).batches == []
+    uid = server.append(user, "INBOX", make_mail("urgent: new"))
+    assert poll(mailbox, store, check_late=True).uids == [uid]
+    assert store.checkpoint("INBOX").last_uid == uid
+
+
+def test_mail_gone_before_it_was_seen_moves_the_checkpoint_past_it(imap_user, mailbox, store):
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    uid = server.append(user, "INBOX", make_mail("moved away by another client at once"))
+    server.expunge(user, "INBOX", [uid])
+    assert poll(mailbox, store).batches == []
+    assert store.checkpoint("INBOX").last_uid == uid
+    before = mailbox.commands
+    poll(mailbox, store)
+    assert mailbox.commands - before == 1  # back to one SELECT per quiet poll
+
+
+def test_mail_that_appears_below_the_checkpoint_is_handled_late_once(imap_user, mailbox, store):
+    """Simulates a UID that became visible after a higher one: the ledger lacks it."""
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    uids = [server.append(user, "INBOX", make_mail(f"urgent {n}")) for n in range(3)]
+    validity = store.checkpoint("INBOX").uidvalidity
+    seen = [Handled(uid, "", "skip", None, "test") for uid in (uids[0], uids[2])]
+    store.record_batch("INBOX", validity, seen, [], advance_to=uids[2])
+
+    assert poll(mailbox, store).batches == []  # nothing new: late ones wait for the safety net
+    decider = poll(mailbox, store, check_late=True)
+    assert decider.uids == [uids[1]]
+    assert decider.batches[0].advance_to is None  # the checkpoint is not moved by it
+    assert store.checkpoint("INBOX").last_uid == uids[2]
+    assert poll(mailbox, store, check_late=True).batches == []
+
+
+def test_mail_there_before_the_baseline_is_never_late(imap_user, mailbox, store) -> None:
+    server, user = imap_user.server, imap_user.user
+    for n in range(5):
+        server.append(user, "INBOX", make_mail(f"urgent old {n}"))
+    poll(mailbox, store)
+    assert poll(mailbox, store, check_late=True).batches == []
+    uid = server.append(user, "INBOX", make_mail("urgent new"))
+    assert poll(mailbox, store, check_late=True).uids == [uid]
+
+
+def test_a_burst_is_handled_in_batches_with_a_few_commands(imap_user, mailbox, store) -> None:
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    server.fill(user, "INBOX", 1000)  # "Filler 1" … "Filler 1000": skipped
+    for n in range(5):
+        server.append(user, "INBOX", make_mail(f"urgent {n}"))  # land in the last batch
+    before = mailbox.commands
+    decider = poll(mailbox, store)
+    assert decider.uids == list(range(1, 1006))
+    assert [len(b.mails) for b in decider.batches] == [BATCH] * 5 + [5]
+    assert [b.advance_to for b in decider.batches] == [200, 400, 600, 800, 1000, 1005]
+    # SELECT, SEARCH, one summary FETCH per batch, one text FETCH for the 5 urgent ones.
+    assert mailbox.commands - before == 2 + 6 + 1
+    assert len(decider.texts) == 5
+    assert store.checkpoint("INBOX").last_uid == 1005
+
+
+def test_forwarded_mail_is_flagged_with_the_keyword_and_seen_is_untouched(imap_user, store):
+    server, user = imap_user.server, imap_user.user
+    with Mailbox(imap_config(imap_user, keyword="$Forwarded")) as mailbox:
+        poll(mailbox, store)
+        skipped = server.append(user, "INBOX", make_mail("hello"))
+        urgent = server.append(user, "INBOX", make_mail("urgent"))
+        poll(mailbox, store)
+    assert server.fetch_flags(user, "INBOX") == {skipped: set(), urgent: {"$Forwarded"}}
