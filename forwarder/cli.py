@@ -304,6 +304,7 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
             for folder, (cp, at) in store.checkpoints().items()
         },
         "outbox": store.count_states(),
+        "waiting_for_read": store.waiting_for_read(),  # delay + unless_read, not yet decided
         "sent_last_24h": store.sent_since(time.time() - 86400),
         "sent_today": store.sent_since(midnight.timestamp()),
         "limits": {
@@ -339,6 +340,7 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
                 "sent_at": row.sent_at,
                 "attempts": row.attempts,
                 "last_error": row.last_error,
+                "reason": row.reason,  # why held, duplicate, cancelled or failed
             }
             for row in store.recent(limit)
         ],

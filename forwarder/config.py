@@ -74,8 +74,11 @@ class SmtpConfig:
 @dataclass(frozen=True)
 class DeliveryConfig:
     on_doubt: str = "alert"  # resend | alert: what to do with a send cut off after the final dot
-    max_age: float = 6 * 3600.0  # keep retrying a pending SMS this long, then mark it failed
+    max_age: float = 6 * 3600.0  # keep retrying a pending SMS this long after due, then fail it
     retry_attempts: int = 3  # tries within one send before the SMS waits for the next round
+    retry_backoff: float = 30.0  # first wait between rounds after a transient failure; doubles
+    retry_backoff_max: float = 900.0  # ... up to this
+    unless_read_wait: float = 900.0  # unless_read and IMAP down: wait this long, then send
     message_id_domain: str = "forwarder.invalid"
 
 
@@ -240,11 +243,20 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
     mode = Mode(s.str("mode", "own_number", choices=[m.value for m in Mode]))
     auth = Auth(s.str("auth", "none", choices=[a.value for a in Auth]))
     recipients: list[str] = []
+    bad_recipients = False
     for number in s.str_list("recipients", [], what="phone numbers"):
         try:
-            recipients.append(gateway.normalize_phone(number))
+            normalized = gateway.normalize_phone(number)
         except ValueError as exc:
             s.error("recipients", f"gateway.recipients: {exc}")
+            bad_recipients = True
+            continue
+        if normalized in recipients:
+            # Two requests for one number: every SMS would be sent (and billed) twice.
+            s.error("recipients", f"gateway.recipients names {normalized} twice")
+            bad_recipients = True
+            continue
+        recipients.append(normalized)
     list_id = s.str("list_id", None, check=gateway.check_token)
     password = s.secret("password", required=auth is Auth.PASSWORD)
     api_key = s.secret("api_key", required=auth is Auth.API_KEY, what="an API key")
@@ -268,14 +280,26 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
             f"gateway.mode {mode.value} needs a secret (modes a, c, d, e): "
             "set auth: password or auth: api_key",
         )
-    if mode is Mode.PHONE and not recipients and not s.has("recipients"):
-        s.error(None, "gateway.mode phone needs gateway.recipients: [numbers]")
+    if mode is Mode.PHONE and not recipients and not bad_recipients:
+        s.error(
+            "recipients" if s.has("recipients") else "mode",
+            "gateway.mode phone needs gateway.recipients: [numbers]",
+        )
     if mode is not Mode.PHONE and recipients:
         s.error("recipients", "gateway.recipients is only used with mode: phone")
     if mode is Mode.LIST and list_id is None and not s.has("list_id"):
-        s.error(None, "gateway.mode list needs gateway.list_id")
+        s.error("mode", "gateway.mode list needs gateway.list_id")
     if mode is not Mode.LIST and list_id is not None:
         s.error("list_id", "gateway.list_id is only used with mode: list")
+    for key, value, wanted in (
+        ("password", password, Auth.PASSWORD),
+        ("api_key", api_key, Auth.API_KEY),
+    ):
+        if value is not None and auth is not wanted:
+            s.error(
+                key if s.has(key) else f"{key}_file",
+                f"gateway.{key} is only used with auth: {wanted.value} (auth is {auth.value})",
+            )
     if auth is not Auth.NONE and smtp.security == "plain" and not smtp.allow_plaintext_secrets:
         s.error(
             "auth",
@@ -304,8 +328,17 @@ def _delivery(s: Section) -> DeliveryConfig:
         on_doubt=s.str("on_doubt", "alert", choices=("alert", "resend")),
         max_age=s.duration("max_age", 6 * 3600, minimum=60),
         retry_attempts=s.int("retry_attempts", 3, minimum=1, maximum=20),
+        retry_backoff=s.duration("retry_backoff", 30, minimum=1),
+        retry_backoff_max=s.duration("retry_backoff_max", 900, minimum=1),
+        unless_read_wait=s.duration("unless_read_wait", 900),
         message_id_domain=s.str("message_id_domain", "forwarder.invalid", what="a domain"),
     )
+    if config.retry_backoff_max < config.retry_backoff:
+        s.error(
+            "retry_backoff_max",
+            f"delivery.retry_backoff_max ({config.retry_backoff_max:g}s) is shorter than "
+            f"delivery.retry_backoff ({config.retry_backoff:g}s)",
+        )
     s.finish()
     return config
 

@@ -54,11 +54,14 @@ def plan(mail: Mail, config: Config, now: datetime, *, new_message_id: Callable[
     if decision.action != "forward":
         return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, decision.reason))
     sms = transform.render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
+    # The row is due after the rule's delay (unless_read checks \Seen then), and never inside
+    # quiet hours with then: hold (it goes when the window ends).
     delay = decision.options.delay or 0.0
     not_before = now.timestamp() + delay
     if decision.hold_until is not None:
         not_before = max(not_before, decision.hold_until.timestamp())
     sender = decision.options.sender or config.gateway.sender
+    from_name, from_addr = mail.sender
     items = tuple(
         OutboxItem(
             uid=mail.uid,
@@ -73,6 +76,8 @@ def plan(mail: Mail, config: Config, now: datetime, *, new_message_id: Callable[
             not_before=not_before,
             unless_read=decision.options.unless_read,
             dedup_key=dedup_key(mail),
+            mail_from=from_name or from_addr,
+            mail_subject=mail.subject,
         )
         for request in config.gateway.requests(sender)
     )

@@ -12,6 +12,18 @@ exactly how far it got:
   ``resend`` (never miss, at the risk of a second SMS). To keep the window
   small, the DATA phase is driven by hand: the state is written just before
   the final ``.``, not before the whole body.
+
+Failures are sorted once, in ``classify``: transient ones are retried inside
+the send (tenacity, exponential backoff with full jitter), then the row waits
+for a later round with a growing ``not_before`` (``forwarder.outbox.Backoff``)
+and the whole sender pauses as long, so a dead server is not hammered.
+Permanent ones fail the row. A failure that says the *settings* are wrong
+(certificate, SMTP login, MAIL FROM refused) also halts the sender until a
+reload or restart: every queued SMS would fail the same way, so they wait.
+
+No secret leaves here: the real Subject exists only in the message handed to
+smtplib (whose debug output stays off); every error text is scrubbed of the
+gateway password, API key and SMTP password before it is logged or stored.
 """
 
 from __future__ import annotations
@@ -21,8 +33,8 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 
 from tenacity import (
@@ -34,7 +46,8 @@ from tenacity import (
 )
 
 from forwarder.config import SmtpConfig
-from forwarder.gateway import Account
+from forwarder.gateway import MASK, Account, Request
+from forwarder.outbox import Backoff
 from forwarder.sms import compose
 from forwarder.store import OutboxRow, Store
 from forwarder.tls import client_context
@@ -50,12 +63,16 @@ class Outcome(Enum):
 
 
 class DeliveryError(Exception):
-    """A send failed; ``transient`` says whether trying again later can help."""
+    """A send failed; ``transient`` says whether trying again later can help, ``halts``
+    whether the SMTP settings themselves are wrong (every SMS would fail the same way)."""
 
-    def __init__(self, message: str, *, transient: bool, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, transient: bool, code: int | None = None, halts: bool = False
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.code = code
+        self.halts = halts
         self.after_dot = False
 
 
@@ -69,18 +86,33 @@ def classify(exc: BaseException) -> DeliveryError:
     if isinstance(exc, DeliveryError):
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return DeliveryError(f"TLS certificate rejected: {exc.verify_message}", transient=False)
+        return DeliveryError(
+            f"TLS certificate rejected: {exc.verify_message}; check smtp.host and smtp.ca_file",
+            transient=False,
+            halts=True,
+        )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
+        if 400 <= exc.smtp_code < 500:  # RFC 4954 §6: 454 temporary authentication failure
+            return _by_code(exc.smtp_code, exc.smtp_error, "AUTH")
         return DeliveryError(
             f"SMTP login refused ({exc.smtp_code}): check smtp.username and smtp.password",
             transient=False,
             code=exc.smtp_code,
+            halts=True,
         )
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return DeliveryError(f"SMTP server does not support it: {exc}", transient=False)
+        return DeliveryError(
+            f"SMTP server does not support it: {exc}; check smtp.security and smtp.port",
+            transient=False,
+            halts=True,
+        )
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(exc.recipients.values()))
         return _by_code(code, reply, "RCPT")
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return _by_code(exc.smtp_code, exc.smtp_error, "MAIL")
+    if isinstance(exc, smtplib.SMTPDataError):
+        return _by_code(exc.smtp_code, exc.smtp_error, "DATA")
     if isinstance(exc, smtplib.SMTPResponseException):
         return _by_code(exc.smtp_code, exc.smtp_error, "SMTP")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
@@ -105,25 +137,62 @@ def _by_code(code: int, reply: bytes | str, stage: str) -> DeliveryError:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     # 4xx is transient by definition; 552 on RCPT is too (RFC 5321 §4.5.3.1.10: treat as 452).
     transient = 400 <= code < 500 or (code == 552 and stage == "RCPT")
-    return DeliveryError(f"{stage} {code} {text}", transient=transient, code=code)
-
-
-@dataclass
-class _Connection:
-    smtp: smtplib.SMTP
+    # A permanent refusal of MAIL FROM (or of a session that wants AUTH first) is about
+    # smtp.from or the login, not about this SMS: every other one would be refused too.
+    halts = not transient and stage == "MAIL"
+    return DeliveryError(f"{stage} {code} {text}", transient=transient, code=code, halts=halts)
 
 
 class Sender:
-    """Sends outbox rows over one reused SMTP connection (a burst is one session)."""
+    """Sends outbox rows over one reused SMTP connection (a burst is one session).
 
-    def __init__(self, config: SmtpConfig, account: Account, store: Store, *, attempts: int = 3,
-                 max_wait: float = 10.0) -> None:  # fmt: skip
+    ``attempts`` tries per send with ``max_wait`` the cap of the jittered wait
+    between them; after a failed send the row and the sender wait ``backoff``.
+    """
+
+    def __init__(
+        self,
+        config: SmtpConfig,
+        account: Account,
+        store: Store,
+        *,
+        attempts: int = 3,
+        max_wait: float = 10.0,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
         self.account = account
         self.store = store
         self.attempts = attempts
         self.max_wait = max_wait
+        self.backoff = backoff or Backoff()
+        self.sleep = sleep
+        self.retry_at = 0.0  # no send before this (store clock): the server just failed
+        self.halted: str | None = None  # why the settings are wrong; nothing goes until reload
+        self._failures = 0  # failed sends in a row
         self._conn: smtplib.SMTP | None = None
+        self._secrets = tuple(
+            secret.reveal()
+            for secret in (account.password, account.api_key, config.password)
+            if secret is not None and secret.reveal()
+        )
+
+    def resume(self, config: SmtpConfig) -> None:
+        """Forget a halt (after a reload): the next send tries again."""
+        self.config = config
+        self.halted = None
+        self.retry_at = 0.0
+
+    def ready(self, now: float) -> bool:
+        """May a send be tried now (not halted, not backing off)?"""
+        return self.halted is None and now >= self.retry_at
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret masked: server replies may quote what they were sent."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> smtplib.SMTP:
@@ -143,6 +212,11 @@ class Sender:
         else:
             smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
         try:
+            # The DATA phase is two writes (body, then the final dot after the in_doubt
+            # commit) followed by a read: with Nagle's algorithm the dot waits for the
+            # server's delayed ACK of the body, 40 ms per SMS on Linux. Small writes go at once.
+            if smtp.sock is not None:
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo()
             if c.security == "starttls":
                 smtp.starttls(context=context)
@@ -162,11 +236,17 @@ class Sender:
 
     # -- sending ------------------------------------------------------------------------------
     def send(self, row: OutboxRow) -> Outcome:
-        """Deliver one row, retrying transient failures a few times with backoff and jitter."""
+        """Deliver one row, retrying transient failures a few times with backoff and jitter.
+
+        Waits between tries are random in [0, 0.5 s], [0, 1 s], [0, 2 s]... capped at
+        ``max_wait`` (tenacity's full jitter). Never raises for an SMTP problem: the
+        outcome is committed to the row and returned.
+        """
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_random_exponential(multiplier=0.5, max=self.max_wait),
             retry=retry_if_exception(_worth_retrying),
+            sleep=self.sleep,
             reraise=False,
         )
         try:
@@ -177,28 +257,41 @@ class Sender:
             return self._after_failure(row, error)
         except DeliveryError as error:
             return self._after_failure(row, error)
+        self._failures = 0
         return Outcome.SENT
 
     def _after_failure(self, row: OutboxRow, error: DeliveryError) -> Outcome:
         self.close()
+        text = self.scrub(str(error))
         if error.after_dot:
+            # Counts as a send for the limits (store.before_dot logged it): it may be billed.
             logger.error(
                 "SMS %s for %s: connection lost after the final dot; it may or may not have "
-                "been sent (%s)", row.message_id, row.source_message_id, error,
+                "been sent (%s)", row.message_id, row.source_message_id, text,
             )  # fmt: skip
-            self.store.set_state(row.id, "in_doubt", error=str(error))
+            self.store.set_state(row.id, "in_doubt", error=text)
             return Outcome.IN_DOUBT
         if error.transient:
+            self._failures += 1
+            now = self.store.clock()
+            wait = self.backoff.delay(max(self._failures, row.retries + 1))
+            self.retry_at = now + wait
             logger.warning(
-                "SMS %s for %s not sent yet, will retry: %s",
-                row.message_id, row.source_message_id, error,
+                "SMS %s for %s not sent yet, will retry in %.0fs: %s",
+                row.message_id, row.source_message_id, wait, text,
             )  # fmt: skip
-            self.store.set_state(row.id, "pending", error=str(error))
+            self.store.retry_later(row.id, error=text, not_before=now + wait)
             return Outcome.RETRY
         logger.error(
-            "SMS %s for %s failed permanently: %s", row.message_id, row.source_message_id, error
+            "SMS %s for %s failed permanently: %s", row.message_id, row.source_message_id, text
         )
-        self.store.set_state(row.id, "failed", error=str(error))
+        self.store.set_state(row.id, "failed", error=text, reason=text)
+        if error.halts:
+            self.halted = text
+            logger.error(
+                "sending stopped: %s. Queued SMS wait; fix the smtp settings, then reload "
+                "(SIGHUP) or restart forwarder", text,
+            )  # fmt: skip
         return Outcome.FAILED
 
     def _send_once(self, row: OutboxRow) -> None:
@@ -216,7 +309,7 @@ class Sender:
             code, reply = smtp.rcpt(request.to)
             if code not in (250, 251):
                 raise _by_code(code, reply, "RCPT")
-            self._data(smtp, payload, before_dot=lambda: self.store.set_state(row.id, "in_doubt"))
+            self._data(smtp, payload, before_dot=lambda: self.store.before_dot(row.id))
         except BaseException as exc:
             error = classify(exc)
             if not error.after_dot and error.transient:
@@ -228,7 +321,7 @@ class Sender:
             row.message_id, row.recipient, len(row.text), row.source_message_id, row.rule,
         )  # fmt: skip
 
-    def _request_for(self, row: OutboxRow):
+    def _request_for(self, row: OutboxRow) -> Request:
         for request in self.account.requests(row.sender):
             if request.recipient == row.recipient:
                 return request

@@ -12,10 +12,15 @@ What it must guarantee, and how:
   (about half a millisecond here), so there is no reason to risk less.
 * No secret is ever written: the outbox keeps the *masked* Subject and the
   sender rebuilds the real one from the config at send time.
+* Every outbox state change is its own commit (``pending → sending →
+  in_doubt → sent``), and every request that reaches the final dot is logged
+  in ``sends`` in the same commit as ``in_doubt``: that log, not the rows'
+  states, is what ``limits`` count, since one row may go out more than once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -24,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from forwarder.outbox import DAY, HOUR, MINUTE, ORIGINAL_STATES, Candidate, SendCounts
 
 SCHEMA_VERSION = 1
 
@@ -51,9 +58,13 @@ CREATE TABLE IF NOT EXISTS handled (
     at          REAL NOT NULL,
     PRIMARY KEY (folder, uidvalidity, uid)
 );
--- One row per SMS request. state: pending, sending, in_doubt, sent, failed, cancelled, held.
+-- One row per SMS request: kind 'mail' (one per mail and recipient) or 'summary' (of held
+-- mail; folder '' and a negative uid). state: pending → sending → in_doubt → sent, or
+-- failed (permanent error, or max_age passed), cancelled (unless_read: the mail was read),
+-- held (a limit was full; reported by the summary summary_id), duplicate (of duplicate_of).
 CREATE TABLE IF NOT EXISTS outbox (
     id                INTEGER PRIMARY KEY,
+    kind              TEXT NOT NULL DEFAULT 'mail',
     folder            TEXT NOT NULL,
     uidvalidity       INTEGER NOT NULL,
     uid               INTEGER NOT NULL,
@@ -62,22 +73,39 @@ CREATE TABLE IF NOT EXISTS outbox (
     recipient         TEXT NOT NULL,
     to_addr           TEXT NOT NULL,
     sender            TEXT NOT NULL,  -- alpha-name used
-    subject_masked    TEXT NOT NULL,
+    subject_masked    TEXT NOT NULL,  -- never the real Subject: the sender rebuilds it
     text              TEXT NOT NULL,
+    mail_from         TEXT NOT NULL DEFAULT '',  -- the mail's sender and subject, for summaries
+    mail_subject      TEXT NOT NULL DEFAULT '',
     message_id        TEXT NOT NULL UNIQUE,  -- ours, generated once, reused on every retry
     state             TEXT NOT NULL,
+    reason            TEXT,  -- why held, duplicate, cancelled or failed, for status
     created_at        REAL NOT NULL,
     updated_at        REAL NOT NULL,
-    not_before        REAL NOT NULL,
+    due_at            REAL NOT NULL,  -- when it first came due (delay, quiet hours)
+    not_before        REAL NOT NULL,  -- due_at, or later while retries back off
     unless_read       INTEGER NOT NULL DEFAULT 0,
-    attempts          INTEGER NOT NULL DEFAULT 0,
+    attempts          INTEGER NOT NULL DEFAULT 0,  -- SMTP tries
+    retries           INTEGER NOT NULL DEFAULT 0,  -- rounds that ended in a transient failure
+    attempted_at      REAL,
     last_error        TEXT,
     sent_at           REAL,
     dedup_key         TEXT,
+    duplicate_of      INTEGER,
+    summary_id        INTEGER,
     previous_ids      TEXT NOT NULL DEFAULT '',  -- Message-IDs of earlier tries (MSG:XXX resend)
     UNIQUE (folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
+CREATE INDEX IF NOT EXISTS outbox_dedup ON outbox (dedup_key) WHERE dedup_key IS NOT NULL;
+-- Every time a request reached the final dot (and so may be billed): what the limits count.
+-- A separate log, because one row may go more than once (on_doubt: resend, MSG:XXX).
+CREATE TABLE IF NOT EXISTS sends (
+    id        INTEGER PRIMARY KEY,
+    outbox_id INTEGER NOT NULL,
+    at        REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sends_at ON sends (at);
 -- Gateway replies (BANNED, FORBIDDEN, NO LIST, MSG:XXX, AUTH, ...), kept 90 days.
 CREATE TABLE IF NOT EXISTS replies (
     id                 INTEGER PRIMARY KEY,
@@ -144,6 +172,9 @@ class OutboxItem:
     unless_read: bool = False
     dedup_key: str | None = None
     state: str = "pending"
+    mail_from: str = ""
+    mail_subject: str = ""
+    kind: str = "mail"
 
 
 @dataclass(frozen=True)
@@ -170,6 +201,15 @@ class OutboxRow:
     sent_at: float | None
     dedup_key: str | None
     previous_ids: str = ""
+    kind: str = "mail"
+    mail_from: str = ""
+    mail_subject: str = ""
+    reason: str | None = None
+    due_at: float = 0.0
+    retries: int = 0
+    attempted_at: float | None = None
+    duplicate_of: int | None = None
+    summary_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -333,19 +373,8 @@ class Store:
                 ],
             )
             db.executemany(
-                "INSERT OR IGNORE INTO outbox (folder, uidvalidity, uid, source_message_id, rule, "
-                "recipient, to_addr, sender, subject_masked, text, message_id, state, created_at, "
-                "updated_at, not_before, unless_read, dedup_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        folder, uidvalidity, o.uid, o.source_message_id, o.rule, o.recipient,
-                        o.to_addr, o.sender, o.subject_masked, o.text, o.message_id, o.state,
-                        now, now, o.not_before, int(o.unless_read), o.dedup_key,
-                    )
-                    for o in outbox
-                ],
-            )  # fmt: skip
+                _INSERT_OUTBOX, [_outbox_values(folder, uidvalidity, o, now) for o in outbox]
+            )
             if advance_to is not None:
                 current = db.execute(
                     "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
@@ -356,11 +385,12 @@ class Store:
 
     # -- outbox -------------------------------------------------------------------------------
     def due(self, now: float | None = None, limit: int = 100) -> list[OutboxRow]:
-        """Pending SMS whose time has come, oldest first."""
+        """Pending SMS whose time has come: summaries first (they report what waited longest),
+        then oldest first."""
         now = self.clock() if now is None else now
         rows = self._query(
             "SELECT * FROM outbox WHERE state = 'pending' AND not_before <= ? "
-            "ORDER BY not_before, id LIMIT ?",
+            "ORDER BY kind = 'summary' DESC, not_before, id LIMIT ?",
             (now, limit),
         )
         return [_outbox_row(r) for r in rows]
@@ -370,6 +400,10 @@ class Store:
         rows = self._query(f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY id", states)
         return [_outbox_row(r) for r in rows]
 
+    def outbox_row(self, row_id: int) -> OutboxRow | None:
+        rows = self._query("SELECT * FROM outbox WHERE id = ?", (row_id,))
+        return _outbox_row(rows[0]) if rows else None
+
     def set_state(
         self,
         row_id: int,
@@ -378,16 +412,130 @@ class Store:
         error: str | None = None,
         attempt: bool = False,
         not_before: float | None = None,
+        reason: str | None = None,
     ) -> None:
+        """Move a row to ``state``, committed before this returns (``attempt``: one more try)."""
         now = self.clock()
         with self.transaction() as db:
             db.execute(
                 "UPDATE outbox SET state = ?, updated_at = ?, "
                 "last_error = COALESCE(?, last_error), attempts = attempts + ?, "
+                "attempted_at = CASE WHEN ? THEN ? ELSE attempted_at END, "
                 "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
-                "not_before = COALESCE(?, not_before) WHERE id = ?",
-                (state, now, error, int(attempt), state, now, not_before, row_id),
+                "not_before = COALESCE(?, not_before), reason = COALESCE(?, reason) WHERE id = ?",
+                (state, now, error, int(attempt), int(attempt), now, state, now, not_before,
+                 reason, row_id),
+            )  # fmt: skip
+
+    def before_dot(self, row_id: int) -> None:
+        """``in_doubt``, and one more entry in the sends log, in one commit: from the final
+        dot on, the gateway may have the request (and bill it)."""
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'in_doubt', updated_at = ? WHERE id = ?", (now, row_id)
             )
+            db.execute("INSERT INTO sends (outbox_id, at) VALUES (?, ?)", (row_id, now))
+
+    def retry_later(self, row_id: int, *, error: str, not_before: float) -> None:
+        """Back to ``pending`` after a transient failure, not before ``not_before``."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'pending', updated_at = ?, last_error = ?, "
+                "retries = retries + 1, not_before = ? WHERE id = ?",
+                (self.clock(), error, not_before, row_id),
+            )
+
+    def settle(
+        self, row_id: int, state: str, reason: str, *, duplicate_of: int | None = None
+    ) -> None:
+        """A final state reached without sending: held, duplicate, cancelled or failed."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = ?, reason = ?, duplicate_of = ?, updated_at = ? "
+                "WHERE id = ?",
+                (state, reason, duplicate_of, self.clock(), row_id),
+            )
+
+    def expire(self, due_before: float, reason: str) -> list[OutboxRow]:
+        """Pending rows due before ``due_before`` become ``failed`` (delivery.max_age)."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT * FROM outbox WHERE state = 'pending' AND due_at < ? ORDER BY id",
+                (due_before,),
+            ).fetchall()
+            db.executemany(
+                "UPDATE outbox SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?",
+                [(reason, self.clock(), r["id"]) for r in rows],
+            )
+        return [_outbox_row(r) for r in rows]
+
+    def send_counts(self, now: float | None = None) -> SendCounts:
+        """Requests that reached the final dot in the last minute, hour and day."""
+        now = self.clock() if now is None else now
+        row = self._query(
+            "SELECT COALESCE(SUM(at > ?), 0) AS minute, COALESCE(SUM(at > ?), 0) AS hour, "
+            "COUNT(*) AS day FROM sends WHERE at > ? AND at <= ?",
+            (now - MINUTE, now - HOUR, now - DAY, now),
+        )[0]
+        return SendCounts(minute=row["minute"], hour=row["hour"], day=row["day"])
+
+    def prune_sends(self, older_than: float) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM sends WHERE at < ?", (older_than,)).rowcount
+
+    def dedup_candidates(self, dedup_key: str, recipient: str, exclude: int) -> list[Candidate]:
+        """Other rows with this dedup key and recipient that went out or were held."""
+        marks = ",".join("?" * len(ORIGINAL_STATES))
+        rows = self._query(
+            "SELECT id, state, created_at FROM outbox WHERE dedup_key = ? AND recipient = ? "
+            f"AND id != ? AND state IN ({marks}) ORDER BY id",
+            (dedup_key, recipient, exclude, *ORIGINAL_STATES),
+        )
+        return [Candidate(r["id"], r["state"], r["created_at"]) for r in rows]
+
+    def held_unsummarised(self) -> list[OutboxRow]:
+        rows = self._query(
+            "SELECT * FROM outbox WHERE state = 'held' AND summary_id IS NULL ORDER BY id"
+        )
+        return [_outbox_row(r) for r in rows]
+
+    def summary_pending(self) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM outbox WHERE kind = 'summary' AND state IN "
+            "('pending', 'sending') LIMIT 1"
+        )
+        return bool(rows)
+
+    def add_summary(self, item: OutboxItem, held_ids: Sequence[int]) -> int:
+        """Queue a summary SMS and mark the held rows it reports, in one commit."""
+        now = self.clock()
+        with self.transaction() as db:
+            lowest = db.execute("SELECT MIN(uid) FROM outbox WHERE folder = ''").fetchone()[0]
+            uid = min(lowest or 0, 0) - 1  # summaries: folder '' and a fresh negative uid
+            summary = dataclasses.replace(item, uid=uid, kind="summary")
+            cursor = db.execute(_INSERT_OUTBOX, _outbox_values("", 0, summary, now))
+            summary_id = int(cursor.lastrowid or 0)
+            db.executemany(
+                "UPDATE outbox SET summary_id = ?, updated_at = ? WHERE id = ?",
+                [(summary_id, now, held) for held in held_ids],
+            )
+        return summary_id
+
+    def reset_backoff(self) -> int:
+        """Make rows waiting out a retry backoff due again (after a restart: try at once)."""
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE outbox SET not_before = due_at WHERE state = 'pending' "
+                "AND not_before > due_at AND retries > 0"
+            ).rowcount
+
+    def waiting_for_read(self) -> int:
+        """unless_read SMS not sent yet: their delay runs, or IMAP has not answered yet."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND unless_read = 1"
+        )
+        return int(rows[0]["n"])
 
     def recent(self, limit: int = 20) -> list[OutboxRow]:
         rows = self._query("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
@@ -506,6 +654,22 @@ class Store:
     def close_circuit(self) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM circuit WHERE name = 'gateway'")
+
+
+_INSERT_OUTBOX = (
+    "INSERT OR IGNORE INTO outbox (kind, folder, uidvalidity, uid, source_message_id, rule, "
+    "recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, message_id, "
+    "state, created_at, updated_at, due_at, not_before, unless_read, dedup_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _outbox_values(folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
+    return (
+        o.kind, folder, uidvalidity, o.uid, o.source_message_id, o.rule, o.recipient, o.to_addr,
+        o.sender, o.subject_masked, o.text, o.mail_from, o.mail_subject, o.message_id, o.state,
+        now, now, o.not_before, o.not_before, int(o.unless_read), o.dedup_key,
+    )  # fmt: skip
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
