@@ -8,34 +8,39 @@ Two policies, chosen by what the failure needs (``mailbox.PermanentError`` or no
   certificate, missing folder). Retry slowly: 1 min, 2 min … capped at 30 min,
   so a fixed password is noticed without SIGHUP, and say so once.
 
-Delays are tenacity's exponential waits with "equal jitter" (half fixed, half
-random: AWS Architecture Blog, "Exponential Backoff and Jitter"), so several
-threads that lost the same server do not come back in step, and none retries
-at once.
+Delays grow exponentially with "equal jitter" (half fixed, half random: AWS
+Architecture Blog, "Exponential Backoff and Jitter"), so several threads that
+lost the same server do not come back in step, and none retries at once. The
+outbox uses the same ``Policy`` for SMTP retries between rounds.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import tenacity
-
 
 @dataclass(frozen=True)
 class Policy:
+    """Exponential steps (``first``, doubling, capped at ``cap``) with equal jitter.
+
+    Why not a tenacity ``Retrying`` loop here: these retries happen across
+    scheduler rounds and threads (and, for the outbox, across restarts, through
+    ``not_before`` in the state file), not inside one call; tenacity drives the
+    retries that do happen inside one call (``sender.Sender.send``).
+    """
+
     name: str
     first: float  # seconds: the wait after the first failure is between first/2 and first
     cap: float  # no wait is longer than this
 
-    def wait(self, attempt: int) -> float:
-        half = self.first / 2
-        fixed = tenacity.wait_exponential(multiplier=half, max=self.cap / 2)
-        jitter = tenacity.wait_random_exponential(multiplier=half, max=self.cap / 2)
-        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = max(1, attempt)
-        return float((fixed + jitter)(state))
+    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row (1, 2, ...)."""
+        exponent = min(max(failures, 1) - 1, 32)
+        step = min(self.cap, self.first * 2.0**exponent)
+        return step / 2 + rand() * step / 2
 
 
 RECONNECT = Policy("reconnect", first=1.0, cap=60.0)
@@ -63,7 +68,7 @@ class Backoff:
             self.failures = 0
         self.policy = policy
         self.failures += 1
-        delay = policy.wait(self.failures)
+        delay = policy.delay(self.failures)
         self.retry_at = self.clock() + delay
         news = error != self.last_error
         self.last_error = error

@@ -30,6 +30,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from forwarder import config as config_module
 from forwarder.backoff import Backoff as ReconnectBackoff
+from forwarder.backoff import Policy
 from forwarder.config import Config, ConfigError, ImapConfig
 from forwarder.idle import CONNECTED, IdleWatchers
 from forwarder.mail import Mail
@@ -37,7 +38,6 @@ from forwarder.mailbox import FolderMissing, Mailbox, MailboxError, PermanentErr
 from forwarder.outbox import (
     DAY,
     Action,
-    Backoff,
     HeldMail,
     ReadAction,
     ReadState,
@@ -451,7 +451,9 @@ class Daemon:
         """
         self.tracker.tick()
         delivery = self.config.delivery
-        self.sender.backoff = Backoff(delivery.retry_backoff, delivery.retry_backoff_max)
+        self.sender.backoff = Policy(
+            "smtp retry", first=delivery.retry_backoff, cap=delivery.retry_backoff_max
+        )
         if self.sender.halted is not None and self.sender.config is not self.config.smtp:
             # Reloaded since the halt with equal smtp settings (so the Sender was kept):
             # the operator says the cause is fixed (e.g. on the server side); try again.

@@ -24,15 +24,14 @@ an injected "now".
   important mail is never missed because the mailbox was unreachable.
 * **Backoff**: a transient failure keeps the row ``pending`` with a
   ``not_before`` that doubles with each failed round (with jitter), so a dead
-  SMTP server is not hammered every poll; ``delivery.max_age`` after its due
+  SMTP server is not hammered every poll (``backoff.Policy``); ``delivery.max_age`` after its due
   time a row is given up (``failed``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -245,26 +244,7 @@ def read_verdict(
     )
 
 
-# -- retry backoff ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Backoff:
-    """Between rounds: ``first`` after the first failed round, doubling, capped at ``cap``.
-
-    "Equal jitter": the wait is uniformly between half and all of the step, so
-    a crowd of rows (or of forwarders behind one relay) spreads out but never
-    retries sooner than half the step.
-    """
-
-    first: float = 30.0
-    cap: float = 900.0
-
-    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        """Seconds to wait after the ``failures``-th failed round in a row (1, 2, ...)."""
-        exponent = min(max(failures, 1) - 1, 32)
-        step = min(self.cap, self.first * 2.0**exponent)
-        return step / 2 + rand() * step / 2
-
-
+# -- giving up ------------------------------------------------------------------------------
 def expired(*, due_at: float, now: float, max_age: float) -> bool:
     """A pending row is given up ``max_age`` after it came due (not after it was queued:
     quiet hours may hold a row longer than max_age on purpose)."""

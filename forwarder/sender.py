@@ -15,7 +15,7 @@ exactly how far it got:
 
 Failures are sorted once, in ``classify``: transient ones are retried inside
 the send (tenacity, exponential backoff with full jitter), then the row waits
-for a later round with a growing ``not_before`` (``forwarder.outbox.Backoff``)
+for a later round with a growing ``not_before`` (``forwarder.backoff.Policy``)
 and the whole sender pauses as long, so a dead server is not hammered.
 Permanent ones fail the row. A failure that says the *settings* are wrong
 (certificate, SMTP login, MAIL FROM refused) also halts the sender until a
@@ -45,14 +45,17 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from forwarder.backoff import Policy
 from forwarder.config import SmtpConfig
 from forwarder.gateway import MASK, Account, Request
-from forwarder.outbox import Backoff
 from forwarder.sms import compose
 from forwarder.store import OutboxRow, Store
 from forwarder.tls import client_context
 
 logger = logging.getLogger(__name__)
+
+#: Between rounds, after a failed send: 30 s doubling to 15 min (delivery.retry_backoff*).
+SMTP_RETRY = Policy("smtp retry", first=30.0, cap=900.0)
 
 
 class Outcome(Enum):
@@ -158,7 +161,7 @@ class Sender:
         *,
         attempts: int = 3,
         max_wait: float = 10.0,
-        backoff: Backoff | None = None,
+        backoff: Policy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
@@ -166,7 +169,7 @@ class Sender:
         self.store = store
         self.attempts = attempts
         self.max_wait = max_wait
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or SMTP_RETRY
         self.sleep = sleep
         self.retry_at = 0.0  # no send before this (store clock): the server just failed
         self.halted: str | None = None  # why the settings are wrong; nothing goes until reload

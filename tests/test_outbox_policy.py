@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forwarder import config as config_module
+from forwarder.backoff import Policy
 from forwarder.config import LimitsConfig
 from forwarder.mail import Mail
 from forwarder.outbox import (
     Action,
-    Backoff,
     Candidate,
     HeldMail,
     ReadAction,
@@ -255,14 +255,14 @@ def test_read_verdict_reasons_say_what_happened() -> None:
     ("failures", "step"), [(1, 30), (2, 60), (3, 120), (5, 480), (6, 900), (50, 900)]
 )
 def test_backoff_doubles_with_equal_jitter_and_a_cap(failures: int, step: float) -> None:
-    backoff = Backoff(first=30, cap=900)
+    backoff = Policy("smtp retry", first=30, cap=900)
     assert backoff.delay(failures, rand=lambda: 0.0) == step / 2
     assert backoff.delay(failures, rand=lambda: 1.0) == step
 
 
 @given(st.integers(0, 10_000), st.floats(0, 1))
 def test_backoff_is_always_within_half_a_step_and_the_cap(failures: int, r: float) -> None:
-    delay = Backoff(first=30, cap=900).delay(failures, rand=lambda: r)
+    delay = Policy("smtp retry", first=30, cap=900).delay(failures, rand=lambda: r)
     assert 15 <= delay <= 900
 
 
