@@ -36,7 +36,8 @@ imap:
   username: {user}
   password: ${{DEMO_IMAP_PASSWORD}}
   folders: [INBOX]
-  poll_interval: 5
+  idle: true                 # push: SMS about half a second after the mail arrives
+  poll_interval: 60          # the safety net
 smtp:
   host: 127.0.0.1
   port: {smtp_port}
@@ -99,7 +100,10 @@ def forwarder(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="forwarder-demo-"))
     env = {**os.environ, "DEMO_IMAP_PASSWORD": "secret"}
-    with DovecotServer(tls=True, password="secret") as dovecot, GatewaySimulator() as gateway:
+    with (
+        DovecotServer(tls=True, password="secret") as dovecot,
+        GatewaySimulator(deliver=lambda raw: dovecot.append(USER, "INBOX", raw)) as gateway,
+    ):
         config = workdir / "forwarder.yaml"
         config.write_text(
             CONFIG.format(
@@ -126,11 +130,24 @@ def main() -> int:
                     print((workdir / "daemon.log").read_text())
                     return 1
                 time.sleep(0.1)
+            # The gateway will answer the first SMS with an error e-mail into the mailbox,
+            # which forwarder must recognise, tie to that SMS, and never forward.
+            gateway.reply_with("MSG:305")
             for what, raw in MAILS:
                 print(f"→ new mail in INBOX: {what}")
+                started = time.monotonic()
                 dovecot.append(USER, "INBOX", raw)
-            received = gateway.wait_for(2, timeout=30)
-            time.sleep(1)  # let the daemon log the decision about the last mail
+                if "skipped" not in what:
+                    gateway.wait_for(len(gateway.received) + 1, timeout=30)
+                    print(f"  SMS at the gateway {time.monotonic() - started:.2f} s later")
+            received = gateway.received
+            gateway.wait_for_replies(1)
+            print("← the gateway answered the first SMS with an error e-mail (MSG:305)")
+            deadline = time.monotonic() + 15
+            while "gateway reply MSG:305" not in (workdir / "daemon.log").read_text():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
         finally:
             daemon.terminate()
             daemon.wait(30)

@@ -376,6 +376,11 @@ def _status(args: argparse.Namespace) -> int:
         )
     counts = ", ".join(f"{n} {state}" for state, n in sorted(data["outbox"].items())) or "empty"
     limits = data["limits"]
+    if data["waiting_for_read"]:
+        print(
+            f"waiting:    {data['waiting_for_read']} SMS delayed, cancelled if the mail is read "
+            "first (unless_read)"
+        )
     print(
         f"outbox:     {counts}; {data['sent_today']} sent today "
         f"(limits {limits['per_minute']}/min, {limits['per_hour']}/h, {limits['per_day']}/day)"
@@ -405,7 +410,9 @@ def _status(args: argparse.Namespace) -> int:
         preview = " ".join(item["text"].split())
         preview = preview[:60] + ("…" if len(preview) > 60 else "")
         print(f"  {when:%m-%d %H:%M} {item['state']:<9} {item['rule'] or '-':<12} {preview}")
-        if item["last_error"] and item["state"] != "sent":
+        if item.get("reason") and item["state"] in ("held", "duplicate", "cancelled", "failed"):
+            print(f"      {item['state']}: {item['reason']}")
+        elif item["last_error"] and item["state"] != "sent":
             print(f"      last error: {item['last_error']}")
     return EX_OK
 

@@ -8,6 +8,10 @@ one is still going ("maximum number of running instances reached"), a wake-up
 that arrives mid-round is remembered and the round goes again before it ends,
 so nothing waits for the next interval.
 
+Push comes from ``idle``: one IDLE connection per folder whose only job is to
+call ``wake()`` when the server announces mail; all fetching and deciding
+stays in the single round, so there is one place where state changes.
+
 Signals are turned into events for the main thread: SIGTERM/SIGINT stop
 after the current mail, SIGHUP re-reads the config (keeping the old one if
 the new one is invalid).
