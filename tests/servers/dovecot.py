@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from tests.servers import LOOPBACK, POLL_INTERVAL, TlsFiles, free_port, wait_until
 
@@ -436,7 +437,17 @@ class DovecotServer:
         UIDs from before mean nothing now)."""
         old = self.uidvalidity(user, name)
         with self._session(user) as client:
-            client.delete_folder(name)
+            # Another session (the daemon under test) may hold the mailbox locked for a
+            # moment; Dovecot then answers NO [INUSE] (RFC 5530), which means "try again".
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.delete_folder(name)
+                    break
+                except IMAPClientError as exc:
+                    if "INUSE" not in str(exc).upper() or time.monotonic() > deadline:
+                        raise
+                    time.sleep(POLL_INTERVAL)
             client.create_folder(name)
         new = self.uidvalidity(user, name)
         if new == old:
