@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     unblock = command(
         "unblock", "Allow SMS to a number the gateway reported as BANNED again.", _unblock
     )
-    unblock.add_argument("number", help="the phone number, as shown by status")
+    unblock.add_argument("number", help="the phone number (or list:ID), as shown by status")
 
     status = command("status", "What was forwarded lately, and the state of every SMS.", _status)
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
@@ -241,7 +241,9 @@ def _unblock(args: argparse.Namespace) -> int:
     from forwarder.gateway import normalize_phone
 
     try:
-        number = normalize_phone(args.number)
+        # Modes c and e send to a saved list, blocked as 'list:<id>' (status prints it so).
+        listed = args.number.strip()
+        number = listed if listed.startswith("list:") else normalize_phone(args.number)
     except ValueError as exc:
         print(f"forwarder unblock: {exc}", file=sys.stderr)
         return EX_USAGE

@@ -73,12 +73,12 @@ class Daemon:
         self.sender = Sender(
             config.smtp, config.gateway, self.store, attempts=config.delivery.retry_attempts
         )
-        domain = config.delivery.message_id_domain
         self.tracker = ReplyTracker(
             self.store,
             pause=config.pause,
             probe_wait=config.probe_wait,
-            new_message_id=lambda: new_message_id(domain),
+            # The config of the moment: a reload may change the domain.
+            new_message_id=lambda: new_message_id(self.config.delivery.message_id_domain),
         )
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self._round_lock = threading.Lock()
@@ -383,6 +383,10 @@ class Daemon:
         self._imap_backoff.succeeded()
         self._missing_folders.clear()
         if self.scheduler.running:
+            if imap.poll_interval != self.config.imap.poll_interval:
+                self.scheduler.reschedule_job(
+                    POLL_JOB, trigger="interval", seconds=imap.poll_interval
+                )
             self._start_idle(imap)
 
     def _handle_batch(self, batch: Batch) -> list[int]:
@@ -455,6 +459,7 @@ class Daemon:
         """
         self.tracker.tick()
         delivery = self.config.delivery
+        self.sender.attempts = delivery.retry_attempts  # the Sender outlives a reload
         self.sender.backoff = Policy(
             "smtp retry", first=delivery.retry_backoff, cap=delivery.retry_backoff_max
         )

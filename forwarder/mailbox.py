@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import imapclient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from forwarder import partial
 from forwarder.config import ImapConfig
@@ -83,6 +83,12 @@ class CertificateError(PermanentError):
 
 class FolderMissing(PermanentError):
     """A configured folder does not exist: a configuration problem, not a network one."""
+
+
+class CommandRefused(MailboxError):
+    """The server answered one command with NO or BAD (or a reply imapclient cannot read);
+    the connection itself is fine. Some servers refuse, for good, to FETCH one particular
+    message (Gmail "Some messages could not be FETCHed (Failure)", Yahoo, Exchange)."""
 
 
 class ConnectionLost(MailboxError):
@@ -365,8 +371,10 @@ class Mailbox:
         self.commands += 1
         try:
             return method(*args)
-        except (OSError, IMAPClientError) as exc:
+        except (OSError, IMAPClientAbortError) as exc:  # abort: the connection is unusable
             raise MailboxError(f"IMAP {method.__name__} failed: {_describe(exc)}") from None
+        except IMAPClientError as exc:
+            raise CommandRefused(f"IMAP {method.__name__} failed: {_describe(exc)}") from None
 
 
 def _summary(data: dict[bytes, Any], folder: str, uid: int, uidvalidity: int) -> Summary:

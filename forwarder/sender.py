@@ -18,8 +18,9 @@ the send (tenacity, exponential backoff with full jitter), then the row waits
 for a later round with a growing ``not_before`` (``forwarder.backoff.Policy``)
 and the whole sender pauses as long, so a dead server is not hammered.
 Permanent ones fail the row. A failure that says the *settings* are wrong
-(certificate, SMTP login, MAIL FROM refused) also halts the sender until a
-reload or restart: every queued SMS would fail the same way, so they wait.
+(certificate, SMTP login, MAIL FROM or the session refused) instead halts the
+sender until a reload or restart: every queued SMS would fail the same way, so
+they wait, the one that met the failure among them.
 
 No secret leaves here: the real Subject exists only in the message handed to
 smtplib (whose debug output stays off); every error text is scrubbed of the
@@ -120,6 +121,12 @@ def classify(exc: BaseException) -> DeliveryError:
         return _by_code(exc.smtp_code, exc.smtp_error, "SMTP")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return DeliveryError("SMTP server closed the connection", transient=True)
+    if type(exc) is smtplib.SMTPException:  # smtplib's own refusal, e.g. no common AUTH method
+        return DeliveryError(
+            f"SMTP session refused: {exc}; check smtp.security, smtp.username and smtp.password",
+            transient=False,
+            halts=True,
+        )
     if isinstance(exc, ssl.SSLError):
         return DeliveryError(f"TLS error: {exc.reason or exc}", transient=True)
     if isinstance(exc, socket.timeout | TimeoutError):
@@ -142,7 +149,9 @@ def _by_code(code: int, reply: bytes | str, stage: str) -> DeliveryError:
     transient = 400 <= code < 500 or (code == 552 and stage == "RCPT")
     # A permanent refusal of MAIL FROM (or of a session that wants AUTH first) is about
     # smtp.from or the login, not about this SMS: every other one would be refused too.
-    halts = not transient and stage == "MAIL"
+    # So is one before MAIL ("SMTP": the greeting, EHLO, STARTTLS; RFC 5321 §3.1: a 554
+    # greeting refuses every transaction).
+    halts = not transient and stage in ("MAIL", "SMTP")
     return DeliveryError(f"{stage} {code} {text}", transient=transient, code=code, halts=halts)
 
 
@@ -285,16 +294,20 @@ class Sender:
             )  # fmt: skip
             self.store.retry_later(row.id, error=text, not_before=now + wait)
             return Outcome.RETRY
+        if error.halts:
+            # The settings are wrong, not this SMS: it waits with the queue (delivery.max_age
+            # still applies), or an important mail would be lost to a fixable setting.
+            self.halted = text
+            self.store.set_state(row.id, "pending", error=text)
+            logger.error(
+                "sending stopped: %s. Queued SMS wait (%s among them); fix the smtp settings, "
+                "then reload (SIGHUP) or restart forwarder", text, row.message_id,
+            )  # fmt: skip
+            return Outcome.RETRY
         logger.error(
             "SMS %s for %s failed permanently: %s", row.message_id, row.source_message_id, text
         )
         self.store.set_state(row.id, "failed", error=text, reason=text)
-        if error.halts:
-            self.halted = text
-            logger.error(
-                "sending stopped: %s. Queued SMS wait; fix the smtp settings, then reload "
-                "(SIGHUP) or restart forwarder", text,
-            )  # fmt: skip
         return Outcome.FAILED
 
     def _send_once(self, row: OutboxRow) -> None:

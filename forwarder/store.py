@@ -269,15 +269,20 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT under the lock; ROLLBACK on any exception."""
+        """BEGIN IMMEDIATE … COMMIT under the lock; ROLLBACK on any exception.
+
+        A COMMIT that fails (disk full, I/O error, a deferred constraint) may leave the
+        transaction open, and then every later BEGIN would fail for good: roll it back too.
+        """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

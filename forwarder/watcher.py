@@ -13,6 +13,10 @@ The rules of the game (RFC 3501):
   search for new mail (same command) and, when nothing is new, on the
   safety-net poll (``check_late``). Nothing at or below the folder's baseline is
   ever looked at again.
+* A server may refuse, for good, to FETCH one particular message (Gmail, Yahoo and
+  Exchange do). The batch is halved until that mail stands alone, and it is left
+  out: the mail behind it goes on, and, absent from the ledger, it is tried again
+  by the late-arrival search while it is among the last ``LATE_WINDOW`` UIDs.
 
 Each batch of UIDs costs one FETCH of summaries (size, flags, BODYSTRUCTURE,
 header); the caller then asks for the text of the mails it needs
@@ -25,9 +29,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from forwarder.mail import Mail
-from forwarder.mailbox import FolderState, Mailbox, MailboxError, Summary
+from forwarder.mailbox import CommandRefused, FolderState, Mailbox, MailboxError, Summary
 from forwarder.store import Store
 
 logger = logging.getLogger(__name__)
@@ -54,10 +59,19 @@ class Batch:
     _summaries: dict[int, Summary] = field(default_factory=dict, repr=False)
 
     def with_text(self, wanted: Sequence[Mail]) -> list[Mail]:
-        """All mails of the batch, those in ``wanted`` now with the start of their text."""
+        """All mails of the batch, those in ``wanted`` now with the start of their text.
+
+        A mail whose text the server refuses to send is left out, so it stays out of
+        the ledger and is tried again (``_left_out``).
+        """
         summaries = [self._summaries[m.uid] for m in wanted if m.uid in self._summaries]
-        complete = {m.uid: m for m in self.mailbox.fetch_text(summaries)}
-        return [complete.get(m.uid, m) for m in self.mails]
+        fetched, refused = _tolerant(self.mailbox.fetch_text, summaries)
+        gone = _left_out(
+            self.mailbox, self.folder, [(s.mail.uid, exc) for s, exc in refused],
+            asked=len(summaries), fetched=len(fetched), new=self.advance_to is not None,
+        )  # fmt: skip
+        complete = {m.uid: m for m in fetched}
+        return [complete.get(m.uid, m) for m in self.mails if m.uid not in gone]
 
 
 #: Decides and commits a batch (decisions, SMS and checkpoint in one transaction) and
@@ -107,12 +121,12 @@ def poll_folder(
     new = [uid for uid in found if uid > last]
 
     late = sorted(set(below) - store.handled_uids(folder, state.uidvalidity, below))
-    if late:
+    if news := [uid for uid in late if _REFUSED.format(folder, uid) not in mailbox.said]:
         logger.warning(
             "%s: %d mail(s) appeared below the checkpoint (UID %s); handling them now",
-            folder, len(late), ", ".join(map(str, late[:10])),
+            folder, len(news), ", ".join(map(str, news[:10])),
         )  # fmt: skip
-        _handle_uids(mailbox, store, folder, state, late, handle, advance=False)
+    _handle_uids(mailbox, store, folder, state, late, handle, advance=False)
     _handle_uids(mailbox, store, folder, state, new, handle, advance=True)
     if state.uidnext is not None and state.uidnext - 1 > (new[-1] if new else last):
         # UIDs up to UIDNEXT-1 that the search did not return were expunged before we saw
@@ -134,7 +148,10 @@ def _handle_uids(
     keyword = mailbox.config.keyword
     for start in range(0, len(uids), BATCH):
         chunk = uids[start : start + BATCH]
-        summaries = mailbox.fetch_summaries(chunk, folder, state.uidvalidity)
+        summaries, refused = _tolerant(
+            lambda part: mailbox.fetch_summaries(part, folder, state.uidvalidity), chunk
+        )
+        _left_out(mailbox, folder, refused, asked=len(chunk), fetched=len(summaries), new=advance)
         batch = Batch(
             folder=folder,
             uidvalidity=state.uidvalidity,
@@ -162,6 +179,59 @@ def _handle_uids(
             logger.warning("%s: could not flag UIDs %s with %s: %s", folder, list(flag), keyword,
                            exc)  # fmt: skip
             raise
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+#: ``Mailbox.said`` key: this mail's refusal was logged on this connection.
+_REFUSED = "refused {}/{}"
+
+
+def _tolerant(
+    fetch: Callable[[Sequence[_T]], list[_R]], items: Sequence[_T]
+) -> tuple[list[_R], list[tuple[_T, CommandRefused]]]:
+    """``fetch(items)``, halved again and again until every item the server refuses stands
+    alone: what was fetched, and the refused items with the server's answer."""
+    try:
+        return fetch(items), []
+    except CommandRefused as exc:
+        if len(items) <= 1:
+            return [], [(item, exc) for item in items]
+    half = len(items) // 2
+    first, first_refused = _tolerant(fetch, items[:half])
+    second, second_refused = _tolerant(fetch, items[half:])
+    return first + second, first_refused + second_refused
+
+
+def _left_out(
+    mailbox: Mailbox,
+    folder: str,
+    refused: Sequence[tuple[int, CommandRefused]],
+    *,
+    asked: int,
+    fetched: int,
+    new: bool,
+) -> set[int]:
+    """The UIDs of mail the server refused to FETCH, said once per connection.
+
+    Some servers refuse, for good, to send one particular message; it must not block
+    the mail behind it. It is left out of the batch, so it stays out of the ledger and
+    the late window tries it again on every search while it is among the last
+    ``LATE_WINDOW`` UIDs. When not one of several new mails could be read, the trouble is
+    the server's, not a mail's: raise, so the checkpoint stays where it is.
+    """
+    if refused and new and asked > 1 and not fetched:
+        raise refused[0][1]
+    for uid, exc in refused:
+        if _REFUSED.format(folder, uid) not in mailbox.said:
+            mailbox.said.add(_REFUSED.format(folder, uid))
+            logger.warning(
+                "%s/%d: the server would not let it be read (%s); the mail behind it goes on, "
+                "and it is tried again while among the last %d UIDs", folder, uid, exc,
+                LATE_WINDOW,
+            )  # fmt: skip
+    return {uid for uid, _ in refused}
 
 
 def _late_floor(store: Store, folder: str, uidvalidity: int, last_uid: int) -> int:

@@ -129,3 +129,18 @@ def test_secret_from_a_file_and_from_the_environment(tmp_path: Path, capsys, mon
     assert loaded.imap.password.reveal() == "from-a-file"
     assert loaded.smtp.password.reveal() == "from-the-env"
     assert "from-a-file" not in repr(loaded) and "from-the-env" not in repr(loaded)
+
+
+def test_unblock_a_saved_list_that_the_gateway_banned(config: Path, tmp_path: Path, capsys) -> None:
+    # Modes c and e send to 'list:<id>'; status tells the user to run exactly this.
+    from forwarder.store import Store
+
+    store = Store(tmp_path / "state.db")
+    store.block("list:12345", "BANNED reply to <fwd.1@f>")
+    store.close()
+    code, out, err = run(capsys, "unblock", "--config", str(config), "list:12345")
+    assert (code, err) == (EX_OK, "")
+    assert "list:12345 unblocked" in out
+    store = Store(tmp_path / "state.db")
+    assert store.blocked() == {}
+    store.close()

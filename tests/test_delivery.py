@@ -255,7 +255,7 @@ def test_a_refused_mail_from_halts_sending_until_the_settings_change(
     gateway.fail_next(553, "sender not allowed", stage="mail")
     failing, waiting = queue(daemon, ["urgent 1", "urgent 2"])
     daemon._flush_outbox()
-    assert row(daemon, failing.id).state == "failed"
+    assert row(daemon, failing.id).state == "pending"  # the settings are wrong, not the SMS
     assert row(daemon, waiting.id).state == "pending"
     assert daemon.sender.halted == "MAIL 553 sender not allowed"
     clock.advance(3600)
@@ -263,7 +263,24 @@ def test_a_refused_mail_from_halts_sending_until_the_settings_change(
     assert gateway.attempts == 1
     daemon = restart(daemons, daemon, clock)  # a restart with fixed settings
     daemon._flush_outbox()
-    assert row(daemon, waiting.id).state == "sent"
+    assert row(daemon, failing.id).state == row(daemon, waiting.id).state == "sent"
+
+
+def test_the_sms_that_meets_wrong_settings_waits_with_the_queue_and_goes_once_fixed(
+    tmp_path: Path, gateway, clock, daemons
+) -> None:
+    # A halt says the settings are wrong, not this SMS: failing it would lose an important mail.
+    daemon = start(daemons, tmp_path, gateway, clock)
+    gateway.fail_next(553, "sender not allowed", stage="mail")
+    (first,) = queue(daemon)
+    daemon._flush_outbox()
+    assert daemon.sender.halted == "MAIL 553 sender not allowed"
+    waiting = row(daemon, first.id)
+    assert (waiting.state, waiting.last_error) == ("pending", "MAIL 553 sender not allowed")
+    daemon = restart(daemons, daemon, clock)  # a restart with fixed settings
+    daemon._flush_outbox()
+    assert row(daemon, first.id).state == "sent"
+    assert len(gateway.received) == 1
 
 
 def test_a_reload_with_unchanged_settings_resumes_a_halted_sender(
@@ -279,7 +296,7 @@ def test_a_reload_with_unchanged_settings_resumes_a_halted_sender(
     assert daemon.reload()  # SIGHUP: the cause was fixed on the server's side
     daemon._flush_outbox()
     assert row(daemon, waiting.id).state == "sent"
-    assert row(daemon, failing.id).state == "failed"  # not retried: it was refused
+    assert row(daemon, failing.id).state == "sent"  # it waited for the settings too
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
@@ -292,7 +309,7 @@ def test_a_certificate_from_the_wrong_ca_is_refused_and_not_retried(
     refused, waiting = queue(daemon, ["urgent 1", "urgent 2"])
     daemon._flush_outbox()
     failed = row(daemon, refused.id)
-    assert failed.state == "failed"
+    assert failed.state == "pending"  # waits for the settings to be fixed, as the queue does
     assert failed.attempts == 1  # not retried, not even within the send
     assert "TLS certificate rejected" in failed.last_error
     assert gateway.attempts == 0  # no MAIL command ever reached the server
@@ -307,9 +324,10 @@ def test_a_certificate_from_the_wrong_ca_is_refused_and_not_retried(
     fixed = make_daemon(load_config(tmp_path, gateway, gateway=MODES["e"]), clock)
     daemons.append(fixed)
     fixed._flush_outbox()
-    (sms,) = gateway.wait_for(1)
-    assert sms.problems == () and sms.encrypted
-    assert row(fixed, waiting.id).state == "sent"
+    received = gateway.wait_for(2)
+    assert len(received) == 2
+    assert all(sms.problems == () and sms.encrypted for sms in received)
+    assert row(fixed, refused.id).state == row(fixed, waiting.id).state == "sent"
 
 
 def test_a_plaintext_only_server_is_refused_for_starttls(
@@ -319,7 +337,7 @@ def test_a_plaintext_only_server_is_refused_for_starttls(
     (queued,) = queue(daemon)
     daemon._flush_outbox()
     failed = row(daemon, queued.id)
-    assert failed.state == "failed" and "STARTTLS" in failed.last_error
+    assert failed.state == "pending" and "STARTTLS" in failed.last_error
     assert daemon.sender.halted is not None
     assert gateway.received == []
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import signal
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
-from tests.configs import config_dict
+from forwarder import config as config_module
+from forwarder.daemon import POLL_JOB, Daemon
+from tests.configs import config_dict, write_config
 from tests.daemonproc import DaemonProcess
+from tests.servers import free_port
 from tests.servers.mails import make_mail
 
 
@@ -48,3 +53,46 @@ def test_reload_applies_good_rules_and_keeps_old_ones_on_a_bad_file(
         assert daemon.stop() == 0
     assert received[1].text.startswith("Alice Sender: Invoice 42")
     assert len(gateway.received) == 2
+
+
+def test_reload_applies_a_new_poll_interval(tmp_path: Path, gateway) -> None:
+    # imap.poll_interval is the safety net under IDLE (and all there is without it).
+    imap = SimpleNamespace(host="127.0.0.1", port=free_port(), user="u", password="p")
+    path = write_config(tmp_path / "f.yaml", imap, gateway, imap={"poll_interval": 300})
+    daemon = Daemon(config_module.load(path))
+    daemon.start()
+    try:
+        write_config(path, imap, gateway, imap={"poll_interval": 20})
+        assert daemon.reload()
+        assert daemon.scheduler.get_job(POLL_JOB).trigger.interval == timedelta(seconds=20)
+    finally:
+        daemon.shutdown()
+        daemon.store.close()
+
+
+def test_reload_applies_a_new_message_id_domain_to_resent_sms_too(tmp_path: Path, gateway) -> None:
+    # The guard that keeps forwarder's own requests out reads the domain from the new config.
+    imap = SimpleNamespace(host="127.0.0.1", port=free_port(), user="u", password="p")
+    path = write_config(tmp_path / "f.yaml", imap, gateway)
+    daemon = Daemon(config_module.load(path))
+    try:
+        write_config(path, imap, gateway, delivery={"message_id_domain": "fwd.example.com"})
+        assert daemon.reload()
+        assert daemon.tracker.new_message_id().endswith("@fwd.example.com>")
+    finally:
+        daemon.shutdown()
+        daemon.store.close()
+
+
+def test_reload_applies_new_delivery_retry_attempts(tmp_path: Path, gateway) -> None:
+    imap = SimpleNamespace(host="127.0.0.1", port=free_port(), user="u", password="p")
+    path = write_config(tmp_path / "f.yaml", imap, gateway)
+    daemon = Daemon(config_module.load(path))
+    try:
+        write_config(path, imap, gateway, delivery={"retry_attempts": 7})  # smtp: unchanged
+        assert daemon.reload()
+        daemon._flush_outbox()  # nothing queued: no SMTP connection
+        assert daemon.sender.attempts == 7
+    finally:
+        daemon.shutdown()
+        daemon.store.close()

@@ -48,8 +48,9 @@ TABLE = [
     (cert_error(), False, True, None, "certificate rejected"),
     # -- replies by code ---------------------------------------------------------------------
     (smtplib.SMTPConnectError(421, b"too busy"), True, False, 421, "421"),
-    (smtplib.SMTPConnectError(554, b"no SMTP service here"), False, False, 554, "554"),
-    (smtplib.SMTPHeloError(501, b"bad HELO"), False, False, 501, "501"),
+    # Refused before MAIL FROM (greeting, EHLO, STARTTLS): no SMS can go, so sending halts.
+    (smtplib.SMTPConnectError(554, b"no SMTP service here"), False, True, 554, "554"),
+    (smtplib.SMTPHeloError(501, b"bad HELO"), False, True, 501, "501"),
     (smtplib.SMTPSenderRefused(451, b"try later", "me@x"), True, False, 451, "MAIL 451"),
     (smtplib.SMTPSenderRefused(553, b"not allowed", "me@x"), False, True, 553, "MAIL 553"),
     (smtplib.SMTPRecipientsRefused({RECIPIENT: (450, b"busy")}), True, False, 450, "RCPT 450"),
@@ -66,13 +67,16 @@ TABLE = [
     (smtplib.SMTPDataError(552, b"too big"), False, False, 552, "DATA 552"),
     (smtplib.SMTPDataError(554, b"spam"), False, False, 554, "DATA 554"),
     (smtplib.SMTPResponseException(421, b"shutting down"), True, False, 421, "421"),
-    (smtplib.SMTPResponseException(500, b"what?"), False, False, 500, "500"),
+    (smtplib.SMTPResponseException(500, b"what?"), False, True, 500, "500"),
     # -- login: permanent and halting, unless the server says "temporary" -----------------------
     (smtplib.SMTPAuthenticationError(535, b"bad credentials"), False, True, 535,
      "check smtp.username"),
     (smtplib.SMTPAuthenticationError(454, b"temporary failure"), True, False, 454, "AUTH 454"),
     (smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."), False, True,
      None, "smtp.security"),
+    # smtplib's own refusal to log in (no AUTH method both sides know): not a network error.
+    (smtplib.SMTPException("No suitable authentication method found."), False, True, None,
+     "smtp.username"),
     # -- anything else is a bug: permanent, so it is looked at --------------------------------
     (ValueError("boom"), False, False, None, "unexpected ValueError"),
 ]  # fmt: skip

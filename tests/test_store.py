@@ -95,3 +95,14 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     Store(tmp_path / "s.db").set_meta("schema_version", "999")
     with pytest.raises(RuntimeError, match="newer forwarder"):
         Store(tmp_path / "s.db")
+
+
+def test_a_failed_commit_does_not_leave_the_state_file_in_a_transaction(store: Store) -> None:
+    # A COMMIT can fail (disk full, I/O error); the next write must still work afterwards.
+    # A deferred foreign key is a portable way to make exactly the COMMIT fail.
+    store._db.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    store._db.execute("CREATE TABLE c (p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError), store.transaction() as db:
+        db.execute("INSERT INTO c VALUES (1)")
+    store.set_meta("after", "works")
+    assert store.get_meta("after") == "works"

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from imapclient.exceptions import IMAPClientError
 
 from forwarder.mail import Mail
-from forwarder.mailbox import Mailbox
+from forwarder.mailbox import Mailbox, MailboxError
 from forwarder.store import Handled, Store
 from forwarder.watcher import BATCH, Batch, poll_folder
 from tests.servers.mails import make_mail
@@ -188,3 +189,50 @@ def test_forwarded_mail_is_flagged_with_the_keyword_and_seen_is_untouched(imap_u
         urgent = server.append(user, "INBOX", make_mail("urgent"))
         poll(mailbox, store)
     assert server.fetch_flags(user, "INBOX") == {skipped: set(), urgent: {"$Forwarded"}}
+
+
+def refuse_fetch(mailbox: Mailbox, uids: set[int], *, text_only: bool = False) -> None:
+    """The server answers NO to every FETCH that names one of ``uids`` (emptied: it recovers),
+    as Gmail, Yahoo and Exchange do, for good, for a message they cannot read."""
+    real = mailbox.client.fetch
+
+    def fetch(messages, data, *args, **kwargs):
+        asks_text = not any("HEADER]" in str(item) for item in data)
+        if uids & set(messages) and (asks_text or not text_only):
+            raise IMAPClientError("fetch failed: Some messages could not be FETCHed (Failure)")
+        return real(messages, data, *args, **kwargs)
+
+    mailbox.client.fetch = fetch
+
+
+@pytest.mark.parametrize("text_only", [False, True], ids=["header", "text"])
+def test_a_mail_the_server_will_not_fetch_does_not_block_the_mail_behind_it(
+    imap_user, mailbox, store, caplog, text_only: bool
+) -> None:
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    first, broken, last = [server.append(user, "INBOX", make_mail(f"urgent {n}")) for n in range(3)]
+    refused = {broken}
+    refuse_fetch(mailbox, refused, text_only=text_only)
+    with caplog.at_level(logging.WARNING, logger="forwarder.watcher"):
+        decider = poll(mailbox, store)
+    assert [m.uid for m in decider.texts] == [first, last]
+    assert store.checkpoint("INBOX").last_uid == last
+    assert f"INBOX/{broken}: the server would not let it be read" in caplog.text
+    assert "Some messages could not be FETCHed" in caplog.text
+    # Not in the ledger: the late window tries it again, and it goes once the server lets it.
+    assert poll(mailbox, store, check_late=True).texts == []
+    refused.clear()
+    assert [m.uid for m in poll(mailbox, store, check_late=True).texts] == [broken]
+    assert poll(mailbox, store, check_late=True).batches == []
+
+
+def test_a_server_that_refuses_every_fetch_moves_no_checkpoint(imap_user, mailbox, store) -> None:
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    before = store.checkpoint("INBOX").last_uid
+    uids = [server.append(user, "INBOX", make_mail(f"urgent {n}")) for n in range(3)]
+    refuse_fetch(mailbox, set(uids))
+    with pytest.raises(MailboxError, match="could not be FETCHed"):
+        poll(mailbox, store)
+    assert store.checkpoint("INBOX").last_uid == before  # the next round reads them all
