@@ -8,7 +8,8 @@ The rules of the game (RFC 3501):
 * On the first sight of a folder the mail already there is not forwarded:
   the checkpoint starts at UIDNEXT-1, one command, whatever the folder size.
 * A server may make a UID visible after a higher one (parallel deliveries on a
-  cluster). So the last ``LATE_WINDOW`` UIDs below the checkpoint are searched
+  cluster). So the last ``LATE_WINDOW`` UIDs below the checkpoint (and all the
+  UIDs its latest advance jumped over, after a burst) are searched
   again, and any the ``handled`` ledger does not know is handled late: on every
   search for new mail (same command) and, when nothing is new, on the
   safety-net poll (``check_late``). Nothing at or below the folder's baseline is
@@ -45,6 +46,7 @@ LATE_WINDOW = 100
 
 #: Meta key prefix: per folder, "uidvalidity:uid" at or below which nothing is re-examined.
 _FLOOR_KEY = "late_floor:"
+_FROM_KEY = "late_from:"  # the checkpoint before its latest advance
 
 
 @dataclass
@@ -116,7 +118,8 @@ def poll_folder(
     if not maybe_new and not check_late:
         return PollResult(folder, 0)  # nothing new: one SELECT was enough
     floor = _late_floor(store, folder, state.uidvalidity, last)
-    found = mailbox.uids_from(max(floor, last - LATE_WINDOW) + 1)
+    start = min(last - LATE_WINDOW, _late_from(store, folder, state.uidvalidity, last))
+    found = mailbox.uids_from(max(floor, start) + 1)
     below = [uid for uid in found if uid <= last]
     new = [uid for uid in found if uid > last]
 
@@ -128,6 +131,10 @@ def poll_folder(
         )  # fmt: skip
     _handle_uids(mailbox, store, folder, state, late, handle, advance=False)
     _handle_uids(mailbox, store, folder, state, new, handle, advance=True)
+    if new:
+        # The window must cover everything the checkpoint just jumped over, however many
+        # batches that was, or a late arrival inside a burst would be missed for ever.
+        store.set_meta(_FROM_KEY + folder, f"{state.uidvalidity}:{last}")
     if state.uidnext is not None and state.uidnext - 1 > (new[-1] if new else last):
         # UIDs up to UIDNEXT-1 that the search did not return were expunged before we saw
         # them; moving past them keeps the next quiet poll at one SELECT.
@@ -232,6 +239,13 @@ def _left_out(
                 LATE_WINDOW,
             )  # fmt: skip
     return {uid for uid, _ in refused}
+
+
+def _late_from(store: Store, folder: str, uidvalidity: int, last_uid: int) -> int:
+    """Where the checkpoint stood before its latest advance (``last_uid`` if unknown)."""
+    value = store.get_meta(_FROM_KEY + folder) or ""
+    stored_validity, _, uid = value.partition(":")
+    return int(uid) if stored_validity == str(uidvalidity) and uid.isdigit() else last_uid
 
 
 def _late_floor(store: Store, folder: str, uidvalidity: int, last_uid: int) -> int:

@@ -154,6 +154,22 @@ def test_mail_that_appears_below_the_checkpoint_is_handled_late_once(imap_user, 
     assert poll(mailbox, store, check_late=True).batches == []
 
 
+def test_a_late_arrival_deep_inside_a_burst_is_still_caught(imap_user, mailbox, store) -> None:
+    """The checkpoint jumps a whole burst (more than LATE_WINDOW) in one poll; a UID in it
+    that was not visible then must still be found by the next safety-net poll."""
+    server, user = imap_user.server, imap_user.user
+    poll(mailbox, store)
+    server.fill(user, "INBOX", 300)
+    assert len(poll(mailbox, store).uids) == 300
+    validity = store.checkpoint("INBOX").uidvalidity
+    with store.transaction() as db:  # as if UID 50 had not been visible to that poll
+        db.execute("DELETE FROM handled WHERE folder = 'INBOX' AND uid = 50")
+    decider = poll(mailbox, store, check_late=True)
+    assert decider.uids == [50]
+    assert store.handled_uids("INBOX", validity, [50]) == {50}
+    assert store.checkpoint("INBOX").last_uid == 300
+
+
 def test_mail_there_before_the_baseline_is_never_late(imap_user, mailbox, store) -> None:
     server, user = imap_user.server, imap_user.user
     for n in range(5):
