@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
@@ -122,6 +124,15 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         daemon = Daemon(config)
+    except sqlite3.DatabaseError as exc:
+        # A corrupt file will not heal by restarting: say so and stop the restart loop.
+        logger.error("the state file %s is unusable (%s); move it aside to start afresh "
+                     "(forwarder then forwards only mail that arrives from now on)",
+                     config.state, exc)  # fmt: skip
+        return EX_CONFIG
+    except RuntimeError as exc:  # a state file from a newer forwarder
+        logger.error("%s", exc)
+        return EX_CONFIG
     except OSError as exc:
         logger.error("cannot open the state file %s: %s", config.state, exc)
         return EX_TEMPFAIL
@@ -285,6 +296,25 @@ def _gateway_errors(store: Store, limit: int) -> list[dict]:
     return out
 
 
+def _daemon_alive(store: Store) -> bool:
+    """Whether the process that last started on this state file still runs.
+
+    Start and stop times alone say "up" after a crash; the PID settles it. A process
+    of another user (the service's DynamicUser) answers EPERM, which still means alive.
+    """
+    started, stopped = store.get_meta("started_at"), store.get_meta("stopped_at")
+    pid = store.get_meta("pid")
+    if not started or (stopped and float(stopped) >= float(started)) or not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
 def status_data(config: Config, store: Store, limit: int = 10) -> dict:
     """Everything ``status`` shows, as plain data (no secrets: subjects are stored masked)."""
 
@@ -298,6 +328,7 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
     return {
         "state_file": str(config.state),
         "started_at": meta_time("started_at"),
+        "running": _daemon_alive(store),
         "stopped_at": meta_time("stopped_at"),
         "last_poll": meta_time("last_poll"),
         "last_poll_error": store.get_meta("last_poll_error") or None,
@@ -364,9 +395,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return EX_OK
-    running = data["started_at"] and (
-        not data["stopped_at"] or data["stopped_at"] < data["started_at"]
-    )
+    running = data["running"]
     print(f"daemon:     {'up since ' + _ago(data['started_at']) if running else 'not running'}")
     print(f"last poll:  {_ago(data['last_poll'])}")
     if data["last_poll_error"]:

@@ -12,15 +12,16 @@ Push comes from ``idle``: one IDLE connection per folder whose only job is to
 call ``wake()`` when the server announces mail; all fetching and deciding
 stays in the single round, so there is one place where state changes.
 
-Signals are turned into events for the main thread: SIGTERM/SIGINT stop
-after the current mail, SIGHUP re-reads the config (keeping the old one if
-the new one is invalid).
+Signals are taken synchronously by the main thread (``sigwait``): SIGTERM and
+SIGINT stop after the current mail, SIGHUP re-reads the config (keeping the old
+one if the new one is invalid).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -62,6 +63,7 @@ from forwarder.watcher import Batch, poll_folder
 logger = logging.getLogger(__name__)
 
 POLL_JOB = "poll"
+HANDLED_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 RETRY_JOB = "imap-retry"
 
 
@@ -83,9 +85,7 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self._round_lock = threading.Lock()
         self._again = threading.Event()
-        self._wakeup = threading.Event()
         self._stopping = threading.Event()
-        self._reload_requested = threading.Event()
         self.rounds = 0  # completed rounds, for tests and status
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -94,6 +94,7 @@ class Daemon:
         self._recover_outbox()
         self.tracker.probe_soon()
         self.store.set_meta("started_at", str(time.time()))
+        self.store.set_meta("pid", str(os.getpid()))
         imap = self.config.imap
         self._imap_backoff.succeeded()  # created here, before any IDLE thread can touch it
         # The poll is the safety net under IDLE (and all there is without it):
@@ -120,10 +121,6 @@ class Daemon:
             " (IDLE where the server offers it)" if imap.idle else " (IDLE off)",
         )  # fmt: skip
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wakeup.set()
-
     def shutdown(self) -> None:
         """Wait for the round in progress to finish, then close everything."""
         self._stopping.set()
@@ -136,25 +133,26 @@ class Daemon:
         logger.info("forwarder stopped")
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; must be called from the main thread."""
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        signal.signal(signal.SIGINT, lambda *_: self.stop())
-        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        """Run until SIGTERM/SIGINT; SIGHUP re-reads the config. Call from the main thread.
+
+        The three signals are blocked before any thread starts (threads inherit the mask)
+        and taken one at a time with ``sigwait``: no code runs inside a signal handler,
+        so a signal can never interrupt a thread holding a lock the handler would need,
+        and a reload runs in plain main-thread code.
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         self.start()
         try:
-            while not self._stopping.is_set():
-                self._wakeup.wait()
-                self._wakeup.clear()
-                if self._reload_requested.is_set() and not self._stopping.is_set():
-                    self._reload_requested.clear()
+            while True:
+                signum = signal.sigwait(HANDLED_SIGNALS)
+                if signum == signal.SIGHUP:
                     self.reload()
+                    continue
+                logger.info("%s: stopping after the current mail", signal.Signals(signum).name)
+                break
         finally:
             self.shutdown()
         return 0
-
-    def request_reload(self) -> None:
-        self._reload_requested.set()
-        self._wakeup.set()
 
     def reload(self) -> bool:
         """Re-read the config file; keep running on the old one if the new one is bad."""

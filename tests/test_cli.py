@@ -144,3 +144,12 @@ def test_unblock_a_saved_list_that_the_gateway_banned(config: Path, tmp_path: Pa
     store = Store(tmp_path / "state.db")
     assert store.blocked() == {}
     store.close()
+
+
+def test_run_refuses_a_corrupt_state_file_with_exit_78(
+    config: Path, tmp_path: Path, capsys, caplog
+) -> None:
+    (tmp_path / "state.db").write_bytes(b"this is not an SQLite database" * 100)
+    code, _, _ = run(capsys, "run", "--config", str(config))
+    assert code == EX_CONFIG
+    assert "state file" in caplog.text and "unusable" in caplog.text

@@ -99,3 +99,17 @@ def test_run_with_a_bad_config_exits_78_before_connecting(tmp_path: Path) -> Non
     result = forwarder("run", "--config", str(config))
     assert result.returncode == 78
     assert f"{config}:" in result.stderr and "YAML syntax error" in result.stderr
+
+
+def test_status_tells_a_running_daemon_from_a_crashed_one(tmp_path: Path, imap_user, gateway):
+    config = write_config(tmp_path / "forwarder.yaml", imap_user, gateway)
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_checkpoint()
+        assert json.loads(forwarder("status", "--config", str(config), "--json").stdout)["running"]
+        text = forwarder("status", "--config", str(config)).stdout
+        assert text.startswith("daemon:     up since")
+        daemon.proc.kill()  # a crash: no "stopped" is ever written
+        daemon.proc.wait()
+    data = json.loads(forwarder("status", "--config", str(config), "--json").stdout)
+    assert data["running"] is False
+    assert forwarder("status", "--config", str(config)).stdout.startswith("daemon:     not running")
