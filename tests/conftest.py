@@ -137,3 +137,22 @@ def gateway_factory() -> Iterator[Callable[..., GatewaySimulator]]:
     yield make
     for simulator in reversed(simulators):
         simulator.close()
+
+
+@pytest.fixture
+def clock():
+    """A clock the test moves by hand (delivery windows, delays) instead of waiting."""
+    from tests.delivery_support import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Any]]:
+    """In-process daemons a test made (``delivery_support.start``); closed afterwards."""
+    made: list[Any] = []
+    yield made
+    for daemon in made:
+        daemon._disconnect()
+        daemon.sender.close()
+        daemon.store.close()

@@ -100,6 +100,14 @@ def make_daemon(config: Config, clock: FakeClock) -> Daemon:
     return daemon
 
 
+def start(daemons: list[Daemon], tmp_path: Path, simulator: GatewaySimulator,
+          clock: FakeClock, **extra: Any) -> Daemon:  # fmt: skip
+    """A daemon on a fresh config; the ``daemons`` fixture closes it after the test."""
+    daemon = make_daemon(load_config(tmp_path, simulator, **extra), clock)
+    daemons.append(daemon)
+    return daemon
+
+
 def queue(
     daemon: Daemon,
     subjects: Iterable[str] = ("urgent: disk full",),

@@ -22,7 +22,6 @@ from tests.delivery_support import (
     SECRETS,
     SMTP_PASSWORD,
     SMTP_USER,
-    FakeClock,
     all_rows,
     count_connections,
     load_config,
@@ -30,6 +29,7 @@ from tests.delivery_support import (
     our_log,
     queue,
     row,
+    start,
     state_file_bytes,
 )
 
@@ -44,27 +44,6 @@ WIRE = {
     "d": ("starttls", f"{RECIPIENT}@{GATEWAY}", f"{ALPHA};{API_KEY}"),
     "e": ("implicit", f"{OWNER}@{GATEWAY}", f"{ALPHA};{API_KEY};{LIST_ID}"),
 }
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def daemons():
-    """Daemons made by a test; their state files are closed afterwards."""
-    made = []
-    yield made
-    for daemon in made:
-        daemon.sender.close()
-        daemon.store.close()
-
-
-def start(daemons, tmp_path, simulator, clock, **extra):
-    daemon = make_daemon(load_config(tmp_path, simulator, **extra), clock)
-    daemons.append(daemon)
-    return daemon
 
 
 def restart(daemons, daemon, clock):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from forwarder.cli import status_data
-from tests.delivery_support import FakeClock, load_config, make_daemon, our_log, queue, row
+from tests.delivery_support import our_log, queue, row
+from tests.delivery_support import start as start_daemon
 from tests.servers.mails import make_mail
 
 RULES = [
@@ -23,25 +22,8 @@ RULES = [
 DELAY = 180
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def daemons():
-    made = []
-    yield made
-    for daemon in made:
-        daemon._disconnect()
-        daemon.sender.close()
-        daemon.store.close()
-
-
 def start(daemons, tmp_path, simulator, clock, **extra):
-    daemon = make_daemon(load_config(tmp_path, simulator, rules=RULES, **extra), clock)
-    daemons.append(daemon)
-    return daemon
+    return start_daemon(daemons, tmp_path, simulator, clock, rules=RULES, **extra)
 
 
 def append(imap, subject: str) -> int:

@@ -5,42 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from forwarder.cli import status_data
 from tests.configs import OWNER
 from tests.delivery_support import (
     MODES,
     RECIPIENT,
-    FakeClock,
     all_rows,
-    load_config,
-    make_daemon,
     queue,
     row,
+    start,
 )
 
 OTHER = "380931234567"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def daemons():
-    made = []
-    yield made
-    for daemon in made:
-        daemon.sender.close()
-        daemon.store.close()
-
-
-def start(daemons, tmp_path, simulator, clock, **extra):
-    daemon = make_daemon(load_config(tmp_path, simulator, **extra), clock)
-    daemons.append(daemon)
-    return daemon
 
 
 def test_a_storm_of_200_is_held_and_reported_by_one_summary(
