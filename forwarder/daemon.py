@@ -39,7 +39,13 @@ from forwarder.backoff import Policy
 from forwarder.config import Config, ConfigError, ImapConfig
 from forwarder.idle import CONNECTED, IdleWatchers
 from forwarder.mail import Mail
-from forwarder.mailbox import FolderMissing, Mailbox, MailboxError, PermanentError
+from forwarder.mailbox import (
+    CommandRefused,
+    FolderMissing,
+    Mailbox,
+    MailboxError,
+    PermanentError,
+)
 from forwarder.outbox import (
     DAY,
     Action,
@@ -259,6 +265,11 @@ class Daemon:
             if folder not in self._missing_folders:  # said once, not every round
                 self._missing_folders.add(folder)
                 logger.error("%s; check imap.folders (the other folders are watched)", exc)
+            return
+        except CommandRefused as exc:
+            # The connection is fine and the checkpoint did not move: this folder is tried
+            # again next round, and the folders after it must not wait for it.
+            logger.warning("%s: %s; the other folders go on", folder, exc)
             return
         if check_late:
             self._late_checked[folder] = now

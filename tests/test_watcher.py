@@ -252,3 +252,38 @@ def test_a_server_that_refuses_every_fetch_moves_no_checkpoint(imap_user, mailbo
     with pytest.raises(MailboxError, match="could not be FETCHed"):
         poll(mailbox, store)
     assert store.checkpoint("INBOX").last_uid == before  # the next round reads them all
+
+
+def test_a_folder_whose_search_is_refused_does_not_hold_up_the_folders_after_it(
+    tmp_path, imap_user, gateway, clock, daemons, monkeypatch
+) -> None:
+    """The daemon's round goes on to the next folder when one folder's command is refused
+    (NO/BAD: the connection is fine); the refused folder keeps its checkpoint."""
+    from forwarder import config as config_module
+    from forwarder.mailbox import CommandRefused, Mailbox
+    from tests.configs import write_config
+    from tests.delivery_support import make_daemon
+
+    server, user = imap_user.server, imap_user.user
+    server.create_folder(user, "Broken")
+    path = write_config(tmp_path / "f.yaml", imap_user, gateway,
+                        imap={"folders": ["Broken", "INBOX"], "idle": False})  # fmt: skip
+    daemon = make_daemon(config_module.load(path), clock)
+    daemons.append(daemon)
+    daemon._poll_all()  # baselines both
+    search = Mailbox.uids_from
+
+    def refuse_in_broken(self, first):
+        if self.selected == "Broken":
+            raise CommandRefused("IMAP SEARCH refused: NO [SERVERBUG] simulated")
+        return search(self, first)
+
+    monkeypatch.setattr(Mailbox, "uids_from", refuse_in_broken)
+    server.append(user, "Broken", make_mail("urgent: in the broken folder"))
+    uid = server.append(user, "INBOX", make_mail("urgent: in INBOX"))
+    daemon._poll_all()
+    assert daemon.store.checkpoint("INBOX").last_uid == uid
+    assert daemon.store.checkpoint("Broken").last_uid == 0
+    monkeypatch.setattr(Mailbox, "uids_from", search)
+    daemon._poll_all()
+    assert daemon.store.checkpoint("Broken").last_uid == 1
