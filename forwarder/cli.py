@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -340,6 +341,8 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
         "waiting_for_read": store.waiting_for_read(),  # delay + unless_read, not yet decided
         "sent_last_24h": store.sent_since(time.time() - 86400),
         "sent_today": store.sent_since(midnight.timestamp()),
+        # What the limits count: requests that reached the final dot, in sliding windows.
+        "limit_counts": dataclasses.asdict(store.send_counts(time.time())),
         "limits": {
             "per_minute": config.limits.per_minute,
             "per_hour": config.limits.per_hour,
@@ -412,9 +415,12 @@ def _status(args: argparse.Namespace) -> int:
             f"waiting:    {data['waiting_for_read']} SMS delayed, cancelled if the mail is read "
             "first (unless_read)"
         )
+    used = data["limit_counts"]
+    print(f"outbox:     {counts}; {data['sent_today']} sent today")
     print(
-        f"outbox:     {counts}; {data['sent_today']} sent today "
-        f"(limits {limits['per_minute']}/min, {limits['per_hour']}/h, {limits['per_day']}/day)"
+        f"limits:     {used['minute']}/{limits['per_minute']} in the last minute, "
+        f"{used['hour']}/{limits['per_hour']} in the last hour, "
+        f"{used['day']}/{limits['per_day']} in the last 24 h"
     )
     if data["circuit"]:
         from forwarder.replies import ReplyCode, explain

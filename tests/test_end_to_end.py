@@ -59,6 +59,7 @@ def test_one_important_mail_becomes_one_sms_and_a_restart_sends_nothing_twice(
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
     assert data["outbox"] == {"sent": 2}
+    assert data["limit_counts"]["day"] == 2  # what the wallet guard counts
     assert data["folders"]["INBOX"]["last_uid"] == 4
 
 
