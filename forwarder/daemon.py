@@ -412,9 +412,17 @@ class Daemon:
         handled: list[Handled] = []
         outbox: list[OutboxItem] = []
         domain = self.config.delivery.message_id_domain
+        in_batch: dict[str, str] = {}  # Message-ID → folder/UID forwarded earlier in this batch
+
+        def forwarded_as(message_id: str) -> str | None:
+            return in_batch.get(message_id) or self.store.forwarded_as(message_id)
+
         for mail in self._with_text(batch, now):
             try:
-                result = plan(mail, self.config, now, new_message_id=lambda: new_message_id(domain))
+                result = plan(
+                    mail, self.config, now,
+                    new_message_id=lambda: new_message_id(domain), forwarded_as=forwarded_as,
+                )  # fmt: skip
             except Exception as exc:
                 logger.exception("mail %s could not be processed; skipped", mail.describe())
                 reason = f"error: {exc.__class__.__name__}: {exc}"[:300]
@@ -424,6 +432,8 @@ class Daemon:
                 self._record_reply(mail)
             handled.append(result.handled)
             outbox.extend(result.outbox)
+            if result.handled.action == FORWARD and mail.message_id:
+                in_batch[mail.message_id] = f"{batch.folder}/{mail.uid}"
             logger.info(
                 "mail %s: %s (%s)", mail.describe(), result.handled.action, result.handled.reason
             )

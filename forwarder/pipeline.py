@@ -43,8 +43,24 @@ def dedup_key(mail: Mail) -> str:
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:32]
 
 
-def plan(mail: Mail, config: Config, now: datetime, *, new_message_id: Callable[[], str]) -> Plan:
-    """Decide about one mail and, if it is to be forwarded, compose its SMS requests."""
+def _not_forwarded(_message_id: str) -> str | None:
+    return None
+
+
+def plan(
+    mail: Mail,
+    config: Config,
+    now: datetime,
+    *,
+    new_message_id: Callable[[], str],
+    forwarded_as: Callable[[str], str | None] = _not_forwarded,
+) -> Plan:
+    """Decide about one mail and, if it is to be forwarded, compose its SMS requests.
+
+    ``forwarded_as(message_id)`` names the mail (``folder/UID``) already forwarded with
+    the same Message-ID, if any: one message can stand in two watched folders (a Gmail
+    label is a folder; a filter may copy), or be delivered twice, and must cost one SMS.
+    """
     decision = config.ruleset.decide(mail, now)
     message_id = mail.message_id or f"<uid-{mail.uid}@{mail.folder}>"
     if decision.gateway_reply:
@@ -53,6 +69,9 @@ def plan(mail: Mail, config: Config, now: datetime, *, new_message_id: Callable[
         )
     if decision.action != "forward":
         return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, decision.reason))
+    if mail.message_id and (earlier := forwarded_as(mail.message_id)):
+        reason = f"{decision.reason}; but already forwarded as {earlier} (same Message-ID)"
+        return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, reason))
     sms = transform.render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
     # The row is due after the rule's delay (unless_read checks \Seen then), and never inside
     # quiet hours with then: hold (it goes when the window ends).

@@ -97,6 +97,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
+-- One message in two watched folders (or delivered twice) must cost one SMS.
+CREATE INDEX IF NOT EXISTS handled_message_id ON handled (message_id);
 CREATE INDEX IF NOT EXISTS outbox_dedup ON outbox (dedup_key) WHERE dedup_key IS NOT NULL;
 -- Every time a request reached the final dot (and so may be billed): what the limits count.
 -- A separate log, because one row may go more than once (on_doubt: resend, MSG:XXX).
@@ -337,6 +339,14 @@ class Store:
             (folder, uidvalidity, uid),
         )
         return bool(rows)
+
+    def forwarded_as(self, message_id: str) -> str | None:
+        """``folder/UID`` of a mail with this Message-ID that was forwarded, if any."""
+        rows = self._query(
+            "SELECT folder, uid FROM handled WHERE message_id = ? AND action = 'forward' LIMIT 1",
+            (message_id,),
+        )
+        return f"{rows[0]['folder']}/{rows[0]['uid']}" if rows else None
 
     def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
         wanted = list(uids)

@@ -114,3 +114,29 @@ def test_status_tells_a_running_daemon_from_a_crashed_one(tmp_path: Path, imap_u
     data = json.loads(forwarder("status", "--config", str(config), "--json").stdout)
     assert data["running"] is False
     assert forwarder("status", "--config", str(config)).stdout.startswith("daemon:     not running")
+
+
+def test_one_message_in_two_watched_folders_or_delivered_twice_costs_one_sms(
+    tmp_path: Path, imap_user, gateway
+) -> None:
+    """A Gmail label is a folder, a filter may copy, a server may deliver twice: the same
+    Message-ID is forwarded once."""
+    server, user = imap_user.server, imap_user.user
+    server.create_folder(user, "Important")
+    config = write_config(
+        tmp_path / "forwarder.yaml", imap_user, gateway,
+        imap={"folders": ["INBOX", "Important"]},
+    )  # fmt: skip
+    copy = make_mail("urgent: one message, three copies", "body")
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for_checkpoint("INBOX")
+        daemon.wait_for_checkpoint("Important")
+        server.append(user, "INBOX", copy)
+        server.append(user, "INBOX", copy)  # delivered twice
+        server.append(user, "Important", copy)
+        gateway.wait_for(1)
+        daemon.wait_for_checkpoint("INBOX", above=1)
+        daemon.wait_for_checkpoint("Important", above=0)
+        assert daemon.stop() == 0
+    assert len(gateway.received) == 1
+    assert daemon.output().count("(same Message-ID)") == 2
