@@ -17,7 +17,7 @@ from forwarder import __version__
 from forwarder import config as config_module
 from forwarder.config import Config, ConfigError
 from forwarder.mail import Mail
-from forwarder.pipeline import sms_options
+from forwarder.pipeline import quotes_gateway_secret, sms_options
 from forwarder.store import Store
 from forwarder.transform import render
 
@@ -190,8 +190,17 @@ def _try(args: argparse.Namespace) -> int:
     }
     if args.explain:
         result["trace"] = list(decision.trace)
+    sms = None
     if decision.action == "forward" and not decision.gateway_reply:
         sms = render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
+        if quotes_gateway_secret(config.gateway, mail, sms.text):  # as the daemon decides
+            result["action"] = "skip"
+            result["reason"] = (
+                f"{decision.reason}; but it quotes the gateway Subject with forwarder's "
+                "password or API key (a gateway reply or a copy of a request?)"
+            )
+            sms = None
+    if sms is not None:
         requests = config.gateway.requests(decision.options.sender)
         result["sms"] = {
             "to": requests[0].to,
@@ -210,7 +219,7 @@ def _try(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return EX_OK
-    print(f"decision: {decision.action} — {decision.reason}")
+    print(f"decision: {result['action']} — {result['reason']}")
     for line in result.get("trace", []):
         print(f"  {line}")
     sms_info = result["sms"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,21 @@ IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
 
 __all__ = ["Config", "ConfigError", "load"]
+
+
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+
+
+_BARE_ADDRESS = re.compile(r"^[^\s@<>,;:\"()\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def check_domain(value: str) -> str | None:
+    """A bare DNS name: it goes into To: and Message-ID: headers, so no spaces, ',', '@', CR/LF."""
+    if not _DOMAIN.match(value):
+        return f"{value!r} is not a domain name like mail.alphasms.com.ua"
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -212,8 +228,13 @@ def _smtp(s: Section) -> SmtpConfig:
     if password is not None and username is None:
         s.error("password", "smtp.password is set but smtp.username is not")
     from_addr = s.str("from", what="an e-mail address") or ""
-    if from_addr and "@" not in from_addr:
-        s.error("from", f"smtp.from must be an e-mail address, not {from_addr!r}")
+    if from_addr and not _BARE_ADDRESS.match(from_addr):
+        # It is the From: header and the SMTP envelope sender, and the own-mail guard compares
+        # it with the From of incoming mail: a display name, a list or a line break breaks them.
+        s.error(
+            "from",
+            f"smtp.from must be an e-mail address alone, like me@example.com, not {from_addr!r}",
+        )
     config = SmtpConfig(
         host=host or "",
         port=s.int("port", SMTP_PORTS[security], minimum=1, maximum=65535),
@@ -239,7 +260,7 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
 
     login = s.str("login", what="the account's phone number", check=phone)
     sender = s.str("sender", what="the alpha-name", check=gateway.check_alpha_name)
-    domain = s.str("domain", gateway.DEFAULT_DOMAIN, what="a domain")
+    domain = s.str("domain", gateway.DEFAULT_DOMAIN, what="a domain", check=check_domain)
     mode = Mode(s.str("mode", "own_number", choices=[m.value for m in Mode]))
     auth = Auth(s.str("auth", "none", choices=[a.value for a in Auth]))
     recipients: list[str] = []
@@ -331,7 +352,9 @@ def _delivery(s: Section) -> DeliveryConfig:
         retry_backoff=s.duration("retry_backoff", 30, minimum=1),
         retry_backoff_max=s.duration("retry_backoff_max", 900, minimum=1),
         unless_read_wait=s.duration("unless_read_wait", 900),
-        message_id_domain=s.str("message_id_domain", "forwarder.invalid", what="a domain"),
+        message_id_domain=s.str(
+            "message_id_domain", "forwarder.invalid", what="a domain", check=check_domain
+        ),
     )
     if config.retry_backoff_max < config.retry_backoff:
         s.error(

@@ -514,6 +514,10 @@ def parse_date(value: object) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    # At the ends of datetime's range (year 1 or 9999) converting to another zone or adding
+    # a few minutes overflows: such a Date is junk, and must not crash the mail's handling.
+    if not 2 <= parsed.year <= 9998:
+        return None
     return parsed
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from forwarder import transform
 from forwarder.config import Config
+from forwarder.gateway import Account
 from forwarder.mail import Mail
 from forwarder.rules import Decision
 from forwarder.smstext import SmsOptions, SmsText
@@ -43,6 +44,27 @@ def dedup_key(mail: Mail) -> str:
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:32]
 
 
+def quotes_gateway_secret(account: Account, mail: Mail, text: str) -> bool:
+    """Whether the mail carries a request Subject's secret field (``login;password``, ``;key``).
+
+    The secret is looked for as the Subject writes it, after a ';', so a short password
+    that happens to be a common word does not stop ordinary mail.
+    """
+    needles = []
+    if account.password is not None and account.password.reveal():
+        needles.append(f"{account.login};{account.password.reveal()}")
+    if account.api_key is not None and account.api_key.reveal():
+        needles.append(f";{account.api_key.reveal()}")
+    if not needles:
+        return False
+    try:
+        body = mail.body
+    except Exception:  # render already logged it and sent without the body
+        body = ""
+    haystacks = [mail.subject, body, text]
+    return any(needle in haystack for needle in needles for haystack in haystacks)
+
+
 def _not_forwarded(_message_id: str) -> str | None:
     return None
 
@@ -73,6 +95,15 @@ def plan(
         reason = f"{decision.reason}; but already forwarded as {earlier} (same Message-ID)"
         return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, reason))
     sms = transform.render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
+    if quotes_gateway_secret(config.gateway, mail, sms.text):
+        # A gateway reply from an address gateway.reply_from does not know, a bounce with the
+        # guard off, a copy of a request: forwarding it would put the secret in an SMS, the
+        # log and the state database, and answer forwarder's own mail (a loop).
+        reason = (
+            f"{decision.reason}; but it quotes the gateway Subject with forwarder's password or "
+            "API key (a gateway reply or a copy of a request?)"
+        )
+        return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, reason))
     # The row is due after the rule's delay (unless_read checks \Seen then), and never inside
     # quiet hours with then: hold (it goes when the window ends).
     delay = decision.options.delay or 0.0

@@ -34,6 +34,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from forwarder import gateway
 from forwarder.guards import GUARD_NAMES, GuardContext, Guards, auto_submitted_keyword
 from forwarder.mail import Mail
 from forwarder.patterns import (
@@ -56,6 +57,7 @@ from forwarder.schema import (
     type_name,  # the same wording as every other config message
 )
 from forwarder.smstext import validate_template
+from forwarder.yamlsource import scalar_text
 
 __all__ = [
     "Decision",
@@ -790,7 +792,7 @@ class _ConditionCompiler:
             self.error(line, f"{path} must be a pattern: {_PATTERN_HELP}; not {type_name(text)}")
             return None
         try:
-            return kind(str(text))
+            return kind(scalar_text(text))
         except PatternError as exc:
             self.error(line, f"{path}: {exc}")
             return None
@@ -1019,7 +1021,12 @@ def _rule(s: Section, compiler: _ConditionCompiler) -> Rule:
     options = RuleOptions(
         template=s.str("template", None, what="an SMS template", check=validate_template),
         max_length=s.int("max_length", None, minimum=1, maximum=SMS_MAX_CHARS),
-        sender=s.str("sender", None, what="an alpha-name registered with AlphaSMS"),
+        sender=s.str(
+            "sender",
+            None,
+            what="an alpha-name registered with AlphaSMS",
+            check=gateway.check_alpha_name,  # it becomes (the start of) the gateway's Subject
+        ),
         encoding=s.str("encoding", None, choices=ENCODINGS),
         transliterate=s.str("transliterate", None, choices=TRANSLITERATIONS),
         max_segments=s.int("max_segments", None, minimum=1, maximum=MAX_SEGMENTS),

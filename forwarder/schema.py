@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forwarder.yamlsource import Problem, YList, YMap
+from forwarder.yamlsource import Problem, YList, YMap, scalar_text
 
 T = TypeVar("T")
 
@@ -94,7 +94,7 @@ def parse_size(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return int(value)  # a plain int, not the loader's YInt
     match = _SIZE.match(str(value))
     if not match:
         return None
@@ -201,7 +201,7 @@ class Section:
         if isinstance(value, bool | YMap | YList) or not isinstance(value, str | int | float):
             self.error(key, f"{self.name(key)} must be {what}, not {type_name(value)}")
             return None if default is REQUIRED else default
-        value = str(value)
+        value = scalar_text(value)
         if choices is not None:
             options = list(choices)
             if value not in options:
@@ -234,7 +234,9 @@ class Section:
         if maximum is not None and value > maximum:
             self.error(key, f"{self.name(key)} must be at most {maximum}, not {value}")
             return maximum
-        return value
+        # A plain int: the loader's YInt (which remembers its source text) must not leak
+        # into the running config (socket calls, for one, refuse int subclasses).
+        return int(value)
 
     def bool(self, key: str, default: Any = REQUIRED) -> Any:
         present, value = self._value(key, default, "true or false")
@@ -295,7 +297,7 @@ class Section:
                     f"{self.name(key)}[{index}] must be {what}, not {type_name(item)}",
                 )
             else:
-                out.append(str(item))
+                out.append(scalar_text(item))
         return out
 
     def section(self, key: str) -> Section:

@@ -62,6 +62,23 @@ class YList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
+class YInt(int):
+    """An int that remembers how it was written: ``0501234567`` is a phone number to a person
+    but octal to YAML 1.1, and a password ``0123`` must not become ``83``."""
+
+    source: str
+
+
+class YFloat(float):
+    source: str
+
+
+def scalar_text(value: Any) -> str:
+    """The text a scalar was written as (YAML's number forms undone); for str-typed settings."""
+    source = getattr(value, "source", None)
+    return source if isinstance(source, str) else str(value)
+
+
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader that stamps nodes with lines, rejects duplicate keys and expands ${VAR}."""
 
@@ -130,10 +147,22 @@ class _LineLoader(yaml.SafeLoader):
 
         return _ENV_REF.sub(substitute, value)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> YInt:
+        result = YInt(super().construct_yaml_int(node))
+        result.source = str(node.value)
+        return result
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> YFloat:
+        result = YFloat(super().construct_yaml_float(node))
+        result.source = str(node.value)
+        return result
+
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_yaml_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _LineLoader.construct_yaml_seq)
 _LineLoader.add_constructor("tag:yaml.org,2002:str", _LineLoader.construct_yaml_str)
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _LineLoader.construct_yaml_int)
+_LineLoader.add_constructor("tag:yaml.org,2002:float", _LineLoader.construct_yaml_float)
 
 
 def load_text(

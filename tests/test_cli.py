@@ -81,6 +81,23 @@ def test_try_masks_the_secret_of_an_api_key_mode(tmp_path: Path, capsys) -> None
     assert "TOPSECRETKEY" not in out + err
 
 
+def test_try_never_shows_a_secret_quoted_by_the_mail(tmp_path: Path, capsys) -> None:
+    """A reply quoting the request Subject is skipped, as the daemon does, not shown as an SMS."""
+    settings = {
+        **BASE,
+        "gateway": {"login": "380501234567", "sender": "MyAlpha", "mode": "phone",
+                    "auth": "api_key", "api_key": "TOPSECRETKEY", "recipients": ["0671112233"]},
+    }  # fmt: skip
+    config = tmp_path / "f.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(make_mail("urgent: Re: MyAlpha;TOPSECRETKEY", "AUTH"))
+    code, out, err = run(capsys, "try", "--config", str(config), str(mail))
+    assert code == EX_OK
+    assert out.startswith("decision: skip")
+    assert "TOPSECRETKEY" not in out + err
+
+
 def test_try_with_a_missing_mail_file(config: Path, tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "try", "--config", str(config), str(tmp_path / "nope.eml"))
     assert code == EX_NOINPUT and "cannot read" in err
@@ -153,3 +170,15 @@ def test_run_refuses_a_corrupt_state_file_with_exit_78(
     code, _, _ = run(capsys, "run", "--config", str(config))
     assert code == EX_CONFIG
     assert "state file" in caplog.text and "unusable" in caplog.text
+
+
+def test_numbers_in_the_running_config_are_plain_ints(config: Path) -> None:
+    """The loader's int subclass (which remembers how a number was written) must not leak:
+    socket.getaddrinfo refuses an int subclass as a port ("Int or String expected")."""
+    from forwarder import config as config_module
+
+    text = config.read_text() + "limits:\n  per_minute: 7\n"
+    config.write_text(text.replace("host: imap.example.com", "host: imap.example.com\n  port: 993"))
+    loaded = config_module.load(config)
+    assert type(loaded.imap.port) is int and loaded.imap.port == 993
+    assert type(loaded.limits.per_minute) is int

@@ -282,3 +282,48 @@ def test_each_mode_loads_and_addresses_as_the_seed_table_says(
     expected_mode = {"a": Mode.PHONE, "b": Mode.OWN_NUMBER, "c": Mode.LIST, "d": Mode.PHONE,
                      "e": Mode.LIST}[letter]  # fmt: skip
     assert config.gateway.mode is expected_mode
+
+
+def test_unquoted_numbers_keep_the_digits_as_written(tmp_path: Path) -> None:
+    """YAML 1.1 reads 0501234567 as octal (84228471) and 0123 as 83: a national number or a
+    digits-only password written without quotes must reach the gateway as the user typed it."""
+    path = write(tmp_path, gateway=["  mode: phone", "  auth: password", "  password: 0123",
+                                    "  recipients: [0671112233]"])  # fmt: skip
+    path.write_text(path.read_text().replace(f'login: "{LOGIN}"', "login: 0501234567"))
+    loaded = config_module.load(path)
+    assert loaded.gateway.login == LOGIN
+    assert loaded.gateway.recipients == (OTHER,)
+    assert loaded.gateway.password is not None and loaded.gateway.password.reveal() == "0123"
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [("gateway", "domain"), ("delivery", "message_id_domain")]
+)
+@pytest.mark.parametrize(
+    "value", ['"mail.alphasms.com.ua, spy@example.com"', '"x.com\\r\\nBcc: a@b.c"', "a b"]
+)
+def test_a_domain_that_would_break_the_request_headers_is_refused(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    """The domain goes into To: (with the password in the Subject) and Message-ID:."""
+    if section == "gateway":
+        path = write(tmp_path, gateway=[f"  {key}: {value}"])
+    else:
+        path = write(tmp_path, extra=["delivery:", f"  {key}: {value}"])
+    assert any(f"{section}.{key}:" in p and "not a domain name" in p for p in problems(path))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"Me <me@example.com>"',
+        '"me@example.com, spy@example.com"',
+        '"me@example.com\\r\\nBcc: x@y.z"',
+    ],
+)
+def test_smtp_from_must_be_a_bare_address(tmp_path: Path, value: str) -> None:
+    """smtp.from is the From: header, the envelope sender and what the own-mail guard compares
+    incoming From addresses with: with a display name the guard never matched (a loop)."""
+    path = write(tmp_path, smtp=["  host: smtp.example.com", f"  from: {value}"])
+    path.write_text(path.read_text().replace("  from: me@example.com\n", "", 1))
+    assert any("smtp.from must be an e-mail address alone" in p for p in problems(path))

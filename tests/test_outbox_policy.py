@@ -308,3 +308,43 @@ def test_a_mail_held_by_quiet_hours_comes_due_when_the_window_opens(tmp_path: Pa
 
     result = plan(mail, config, night + timedelta(hours=8), new_message_id=lambda: "<fwd.2@f>")
     assert result.outbox[0].not_before == (night + timedelta(hours=8)).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("settings", "quoted"),
+    [
+        (
+            {"mode": "phone", "auth": "password", "password": "s3cr3t-pw",
+             "recipients": ["380671112233"]},
+            "TestAlpha;380501234567;s3cr3t-pw",
+        ),
+        (
+            {"mode": "phone", "auth": "api_key", "api_key": "KEY0123456789abcdef",
+             "recipients": ["380671112233"]},
+            "TestAlpha;KEY0123456789abcdef",
+        ),
+    ],
+)  # fmt: skip
+def test_a_mail_quoting_the_gateway_secret_is_never_forwarded(
+    tmp_path: Path, settings: dict, quoted: str
+) -> None:
+    """A gateway reply from an address reply_from does not know quotes the request Subject:
+    forwarding it would put the password or API key in an SMS, the log and the state DB."""
+    rules = [{"name": "all", "match": {"subject": "*"}, "action": "forward"}]
+    dummy = SimpleNamespace(host="127.0.0.1", port=1, user="u", password="p")
+    path = write_config(
+        tmp_path / "f.yaml", dummy, dummy, rules=rules,
+        gateway={"login": "380501234567", "sender": "TestAlpha", **settings},
+        smtp={"allow_plaintext_secrets": True},
+    )  # fmt: skip
+    config = config_module.load(path)
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    for mail in (
+        Mail(make_mail(f"Re: {quoted}", "AUTH", from_="robot@alphasms.ua"), uid=1),
+        Mail(make_mail("Error", f"Request {quoted}: AUTH\n", from_="robot@alphasms.ua"), uid=2),
+    ):
+        result = plan(mail, config, now, new_message_id=lambda: "<fwd.1@f>")
+        assert result.outbox == () and result.handled.action == "skip", result.handled
+        assert "password or API key" in result.handled.reason
+    ordinary = Mail(make_mail("urgent", "the pw is s3cr3t-pw; KEY0123456789abcdef"), uid=3)
+    assert plan(ordinary, config, now, new_message_id=lambda: "<fwd.1@f>").outbox

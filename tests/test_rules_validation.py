@@ -545,6 +545,17 @@ CASES = [
         "rules must be a list of rules (each item starting with '- name:'), not a mapping",
     ),
     (
+        "rule sender that would smuggle a field into the gateway Subject",
+        """
+        rules:
+          - name: a
+            action: forward
+            sender: "Alpha;my-api-key"
+        """,
+        5,
+        "rules[0].sender: 'Alpha;my-api-key' is not a valid alpha-name",
+    ),
+    (
         "rule that is not a mapping",
         """
         rules:

@@ -280,6 +280,16 @@ def test_render_date_in_the_readers_zone_with_year_when_not_this_year() -> None:
     assert render(mail, options, now=datetime(2025, 1, 2, tzinfo=KYIV)).text == "25.11.2024 14:03"
 
 
+def test_render_survives_a_date_at_the_end_of_time() -> None:
+    """Rendering converts the Date to the reader's zone; year 9999 -1400 used to overflow."""
+    raw = (
+        b"From: a@example.com\r\nSubject: x\r\n"
+        b"Date: Fri, 31 Dec 9999 23:59:00 -1400\r\n\r\nbody\r\n"
+    )
+    sms = render(Mail(raw), SmsOptions(template="{subject}: {body}"), now=NOW)
+    assert sms.text == "x: body"
+
+
 def test_render_falls_back_for_missing_sender_and_subject() -> None:
     raw = b"Content-Type: text/plain\r\n\r\nJust text\r\n"
     sms = render(Mail(raw), SmsOptions(), now=NOW)

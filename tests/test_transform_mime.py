@@ -142,6 +142,7 @@ def test_parse_addresses(values: list[str], expected: list[tuple[str, str]]) -> 
         ("25 Nov 2024 12:03 GMT", datetime(2024, 11, 25, 12, 3, tzinfo=UTC)),
         ("Wed, 15 Dec 2010    59:10 -0500", None),
         ("yesterday", None),
+        ("Fri, 31 Dec 9999 23:59:00 -1400", None),  # any zone change overflows
         ("", None),
         (None, None),
     ],
