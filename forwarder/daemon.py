@@ -87,6 +87,7 @@ class Daemon:
             probe_wait=config.probe_wait,
             # The config of the moment: a reload may change the domain.
             new_message_id=lambda: new_message_id(self.config.delivery.message_id_domain),
+            scrub=lambda text: self.sender.scrub(text),  # the sender of the moment knows them
         )
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self._round_lock = threading.Lock()

@@ -15,6 +15,7 @@ What each code does (issue: "every gateway error is caught, tied to its SMS, and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -44,18 +45,21 @@ class ReplyTracker:
         pause: float,
         probe_wait: float,
         new_message_id: Callable[[], str],
+        scrub: Callable[[str], str] = lambda text: text,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.pause = pause
         self.probe_wait = probe_wait
         self.new_message_id = new_message_id
+        self.scrub = scrub  # masks known secret values: line-based masking can miss a wrapped one
         self.clock = clock
 
     # -- replies in -----------------------------------------------------------------------------
     def record(self, mail: Mail) -> GatewayReply:
         """Parse, tie, store and act on one gateway reply; idempotent per (folder, UID)."""
         reply = parse_reply(mail)
+        reply = dataclasses.replace(reply, detail=self.scrub(reply.detail))
         now = self.clock()
         requests = [
             SentRequest(
