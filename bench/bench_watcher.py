@@ -21,7 +21,6 @@ simulator, as in production:
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from forwarder.schema import Secret  # noqa: E402
 from forwarder.store import Store  # noqa: E402
 from forwarder.watcher import poll_folder  # noqa: E402
 from tests.configs import write_config  # noqa: E402
-from tests.daemonproc import DaemonProcess  # noqa: E402
+from tests.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
 from tests.servers import wait_until  # noqa: E402
 from tests.servers.dovecot import DovecotServer  # noqa: E402
 from tests.servers.gateway import GatewaySimulator  # noqa: E402
@@ -58,19 +57,6 @@ class Account:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def checkpoint(state: Path, folder: str = "INBOX") -> int | None:
-    if not state.exists():
-        return None
-    try:
-        with sqlite3.connect(state, timeout=1) as db:
-            row = db.execute(
-                "SELECT last_uid FROM checkpoints WHERE folder = ?", (folder,)
-            ).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    return row[0] if row else None
 
 
 def rss_mb(pid: int) -> float:
@@ -130,7 +116,7 @@ def bench_first_start(work: Path, server: DovecotServer, gateway: GatewaySimulat
     state = config.parent / "state.db"
     started = time.monotonic()
     with DaemonProcess(config) as daemon:
-        wait_until(lambda: checkpoint(state, f"Size{big}") == big, 30, "the baseline")
+        wait_until(lambda: read_checkpoint(state, f"Size{big}") == big, 30, "the baseline")
         elapsed = time.monotonic() - started
         daemon.stop()
     print(f"first start of 'forwarder run' on {big:,} messages: checkpoint after {elapsed:.2f} s "
@@ -150,7 +136,7 @@ def bench_burst(work: Path, server: DovecotServer, gateway: GatewaySimulator, bu
         server.fill(USER, "Burst", burst - urgent)  # one MULTIAPPEND: arrives as one burst
         for n in range(urgent):
             server.append(USER, "Burst", make_mail(f"urgent burst {n}"))
-        wait_until(lambda: checkpoint(state, "Burst") == burst, 60, "the burst decided")
+        wait_until(lambda: read_checkpoint(state, "Burst") == burst, 60, "the burst decided")
         gateway.wait_for(before + urgent, timeout=60)
         elapsed = time.monotonic() - started
         assert daemon.proc is not None

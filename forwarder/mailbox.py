@@ -255,9 +255,6 @@ class Mailbox:
         found = self._call(self._client.search, ["UID", f"{max(first, 1)}:*"])
         return sorted(uid for uid in found if uid >= first)
 
-    def uids_after(self, last_uid: int) -> list[int]:
-        return self.uids_from(last_uid + 1)
-
     # -- fetching -------------------------------------------------------------------------
     def fetch_summaries(self, uids: Sequence[int], folder: str, uidvalidity: int) -> list[Summary]:
         """Size, flags, date, BODYSTRUCTURE and header of each mail, one FETCH per batch."""

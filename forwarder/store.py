@@ -333,13 +333,6 @@ class Store:
             (folder, uidvalidity, last_uid, self.clock()),
         )
 
-    def is_handled(self, folder: str, uidvalidity: int, uid: int) -> bool:
-        rows = self._query(
-            "SELECT 1 FROM handled WHERE folder = ? AND uidvalidity = ? AND uid = ?",
-            (folder, uidvalidity, uid),
-        )
-        return bool(rows)
-
     def forwarded_as(self, message_id: str) -> str | None:
         """``folder/UID`` of a mail with this Message-ID that was forwarded, if any."""
         rows = self._query(

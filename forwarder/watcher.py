@@ -81,17 +81,9 @@ class Batch:
 HandleBatch = Callable[[Batch], Sequence[int] | None]
 
 
-@dataclass(frozen=True)
-class PollResult:
-    folder: str
-    new: int
-    baselined: bool = False
-    late: int = 0
-
-
 def poll_folder(
     mailbox: Mailbox, store: Store, folder: str, handle: HandleBatch, *, check_late: bool = False
-) -> PollResult:
+) -> None:
     """Find mail above the folder's checkpoint (and late arrivals) and hand it over in batches."""
     state = mailbox.select(folder)
     checkpoint = store.checkpoint(folder)
@@ -111,12 +103,12 @@ def poll_folder(
             )  # fmt: skip
         store.baseline(folder, state.uidvalidity, top)
         store.set_meta(_FLOOR_KEY + folder, f"{state.uidvalidity}:{top}")
-        return PollResult(folder, 0, baselined=True)
+        return
 
     last = checkpoint.last_uid
     maybe_new = state.uidnext is None or state.uidnext - 1 > last
     if not maybe_new and not check_late:
-        return PollResult(folder, 0)  # nothing new: one SELECT was enough
+        return  # nothing new: one SELECT was enough
     floor = _late_floor(store, folder, state.uidvalidity, last)
     start = min(last - LATE_WINDOW, _late_from(store, folder, state.uidvalidity, last))
     found = mailbox.uids_from(max(floor, start) + 1)
@@ -139,7 +131,6 @@ def poll_folder(
         # UIDs up to UIDNEXT-1 that the search did not return were expunged before we saw
         # them; moving past them keeps the next quiet poll at one SELECT.
         store.record_batch(folder, state.uidvalidity, [], [], advance_to=state.uidnext - 1)
-    return PollResult(folder, len(new), late=len(late))
 
 
 def _handle_uids(

@@ -12,6 +12,21 @@ from pathlib import Path
 from tests.servers import wait_until
 
 
+def read_checkpoint(state: Path, folder: str = "INBOX") -> int | None:
+    """The folder's last handled UID in a daemon's state file, read from outside; None if
+    there is none yet (or the file is busy being created)."""
+    if not state.exists():
+        return None
+    try:
+        with sqlite3.connect(state, timeout=1) as db:
+            row = db.execute(
+                "SELECT last_uid FROM checkpoints WHERE folder = ?", (folder,)
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
+
+
 class DaemonProcess:
     def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
         self.config = config
@@ -64,15 +79,7 @@ class DaemonProcess:
         def reached() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited early:\n{self.output()}")
-            if not state.exists():
-                return False
-            try:
-                with sqlite3.connect(state, timeout=1) as db:
-                    row = db.execute(
-                        "SELECT last_uid FROM checkpoints WHERE folder = ?", (folder,)
-                    ).fetchone()
-            except sqlite3.OperationalError:
-                return False
-            return row is not None and row[0] > above
+            last_uid = read_checkpoint(state, folder)
+            return last_uid is not None and last_uid > above
 
         wait_until(reached, timeout, f"a checkpoint for {folder} above UID {above}")
