@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.ser
 
 from forwarder import config as config_module
 from forwarder.daemon import Daemon
-from forwarder.sms import new_message_id
+from forwarder.gateway.request import new_message_id
 from forwarder.store import Handled, OutboxItem, Store
 from tests.configs import write_config
 from tests.servers import free_port

@@ -18,10 +18,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
+from forwarder.configfile.schema import Problems, Section
+from forwarder.configfile.yamlsource import ConfigError, load_text
 from forwarder.mail import Mail
-from forwarder.rules import GuardContext, RuleSet, compile_ruleset
-from forwarder.schema import Problems, Section
-from forwarder.yamlsource import ConfigError, load_text
+from forwarder.rules.ruleset import GuardContext, RuleSet, compile_ruleset
 
 TARGET_PER_SECOND = 20_000
 SEED = 4  # the same mails every run, so figures compare

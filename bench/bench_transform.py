@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from forwarder.mail import Mail
-from forwarder.smstext import SmsOptions
-from forwarder.transform import render
+from forwarder.text.smstext import SmsOptions
+from forwarder.text.transform import render
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 TARGET_MAILS_PER_SECOND = 2000

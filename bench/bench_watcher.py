@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from forwarder.config import ImapConfig  # noqa: E402
-from forwarder.mailbox import Mailbox  # noqa: E402
-from forwarder.schema import Secret  # noqa: E402
+from forwarder.configfile.schema import Secret  # noqa: E402
+from forwarder.imap.checkpoints import poll_folder  # noqa: E402
+from forwarder.imap.connection import Mailbox  # noqa: E402
 from forwarder.store import Store  # noqa: E402
-from forwarder.watcher import poll_folder  # noqa: E402
 from tests.configs import write_config  # noqa: E402
 from tests.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
 from tests.servers import wait_until  # noqa: E402

@@ -19,7 +19,7 @@ from forwarder.config import Config, ConfigError
 from forwarder.mail import Mail
 from forwarder.pipeline import quotes_gateway_secret, sms_options
 from forwarder.store import Store
-from forwarder.transform import render
+from forwarder.text.transform import render
 
 EX_OK = 0
 EX_FAIL = 1
@@ -155,7 +155,7 @@ def _test(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
-    from forwarder.ruletests import run_rule_tests
+    from forwarder.rules.ruletests import run_rule_tests
 
     results = run_rule_tests(config.ruleset)
     for result in results:
@@ -259,7 +259,7 @@ def _unblock(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
-    from forwarder.gateway import normalize_phone
+    from forwarder.gateway.account import normalize_phone
 
     try:
         # Modes c and e send to a saved list, blocked as 'list:<id>' (status prints it so).
@@ -281,7 +281,7 @@ def _unblock(args: argparse.Namespace) -> int:
 
 
 def _gateway_errors(store: Store, limit: int) -> list[dict]:
-    from forwarder.replies import ReplyCode, explain
+    from forwarder.gateway.replies import ReplyCode, explain
 
     out = []
     for reply in store.replies(limit):
@@ -432,7 +432,7 @@ def _status(args: argparse.Namespace) -> int:
         f"{used['day']}/{limits['per_day']} in the last 24 h"
     )
     if data["circuit"]:
-        from forwarder.replies import ReplyCode, explain
+        from forwarder.gateway.replies import ReplyCode, explain
 
         circuit = data["circuit"]
         base = circuit["code"].split(":")[0]

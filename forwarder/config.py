@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from forwarder import gateway
-from forwarder.gateway import Account, Auth, Mode
-from forwarder.guards import DEFAULT_REPLY_FROM
-from forwarder.rules import GuardContext, RuleSet, compile_ruleset
-from forwarder.schema import Problems, Secret, Section
-from forwarder.smstext import SmsOptions, validate_template
-from forwarder.yamlsource import ConfigError, load_file
+from forwarder.configfile.schema import Problems, Secret, Section
+from forwarder.configfile.yamlsource import ConfigError, load_file
+from forwarder.gateway import account as gateway
+from forwarder.gateway.account import Account, Auth, Mode
+from forwarder.rules.guards import DEFAULT_REPLY_FROM
+from forwarder.rules.ruleset import GuardContext, RuleSet, compile_ruleset
+from forwarder.text.smstext import SmsOptions, validate_template
 
 DEFAULT_STATE = "/var/lib/forwarder/state.db"
 SECURITY = ("tls", "starttls", "plain")

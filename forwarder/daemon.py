@@ -37,16 +37,7 @@ from forwarder import config as config_module
 from forwarder.backoff import Backoff as ReconnectBackoff
 from forwarder.backoff import Policy
 from forwarder.config import Config, ConfigError, ImapConfig
-from forwarder.idle import CONNECTED, IdleWatchers
-from forwarder.mail import Mail
-from forwarder.mailbox import (
-    CommandRefused,
-    FolderMissing,
-    Mailbox,
-    MailboxError,
-    PermanentError,
-)
-from forwarder.outbox import (
+from forwarder.delivery.policy import (
     DAY,
     Action,
     HeldMail,
@@ -58,13 +49,22 @@ from forwarder.outbox import (
     summary_due,
     verdict,
 )
+from forwarder.delivery.sender import Outcome, Sender
+from forwarder.gateway.request import new_message_id
+from forwarder.gateway.tracker import ReplyTracker
+from forwarder.imap.checkpoints import Batch, poll_folder
+from forwarder.imap.connection import (
+    CommandRefused,
+    FolderMissing,
+    Mailbox,
+    MailboxError,
+    PermanentError,
+)
+from forwarder.imap.idle import CONNECTED, IdleWatchers
+from forwarder.mail import Mail
 from forwarder.pipeline import plan
-from forwarder.rules import FORWARD
-from forwarder.sender import Outcome, Sender
-from forwarder.sms import new_message_id
+from forwarder.rules.ruleset import FORWARD
 from forwarder.store import Handled, OutboxItem, OutboxRow, Store
-from forwarder.tracker import ReplyTracker
-from forwarder.watcher import Batch, poll_folder
 
 logger = logging.getLogger(__name__)
 
@@ -471,7 +471,7 @@ class Daemon:
             logger.exception("gateway reply %s could not be recorded", mail.describe())
 
     def _flush_outbox(self) -> None:
-        """Send what is due, after the delivery policy (``forwarder.outbox``) had its say.
+        """Send what is due, after the delivery policy (``forwarder.delivery.policy``) had its say.
 
         Per due row: unless_read (IMAP \\Seen) → dedup → limits → the reply tracker's
         ``hold_reason`` (blocked recipient, open circuit) → SMTP. The first transient SMTP

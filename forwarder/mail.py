@@ -7,7 +7,7 @@ from datetime import datetime
 from email.message import Message
 from functools import cached_property
 
-from forwarder import mime
+from forwarder.text import mime
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,10 @@ class Mail:
 
     @cached_property
     def body(self) -> str:
-        """The readable body text (see ``forwarder.transform.body_text``), computed once."""
-        from forwarder.transform import body_text  # the transformer imports Mail: avoid a cycle
+        """The readable body text (see ``forwarder.text.transform.body_text``), computed once."""
+        from forwarder.text.transform import (
+            body_text,  # the transformer imports Mail: avoid a cycle
+        )
 
         return body_text(self.message)
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from forwarder import transform
 from forwarder.config import Config
-from forwarder.gateway import Account
+from forwarder.gateway.account import Account
 from forwarder.mail import Mail
-from forwarder.rules import Decision
-from forwarder.smstext import SmsOptions, SmsText
+from forwarder.rules.ruleset import Decision
 from forwarder.store import Handled, OutboxItem
+from forwarder.text import transform
+from forwarder.text.smstext import SmsOptions, SmsText
 
 
 @dataclass(frozen=True)

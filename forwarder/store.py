@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forwarder.outbox import DAY, HOUR, MINUTE, ORIGINAL_STATES, Candidate, SendCounts
+from forwarder.delivery.policy import DAY, HOUR, MINUTE, ORIGINAL_STATES, Candidate, SendCounts
 
 SCHEMA_VERSION = 1
 

@@ -17,9 +17,9 @@ from typing import Any
 from forwarder import config as config_module
 from forwarder.config import Config
 from forwarder.daemon import Daemon
+from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
 from forwarder.pipeline import plan
-from forwarder.sms import new_message_id
 from forwarder.store import OutboxRow, Store
 from tests.configs import write_config
 from tests.servers import free_port

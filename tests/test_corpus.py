@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from forwarder import mime
 from forwarder.mail import Mail
-from forwarder.smstext import SMS_MAX_CHARS, SmsOptions
-from forwarder.transform import body_parts, body_text, render
+from forwarder.text import mime
+from forwarder.text.smstext import SMS_MAX_CHARS, SmsOptions
+from forwarder.text.transform import body_parts, body_text, render
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 FILES = sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []

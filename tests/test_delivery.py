@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from forwarder.cli import main as cli_main
-from forwarder.sender import Outcome
+from forwarder.delivery.sender import Outcome
 from tests.configs import ALPHA, OWNER
 from tests.delivery_support import (
     API_KEY,

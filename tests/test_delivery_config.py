@@ -9,7 +9,7 @@ import pytest
 
 from forwarder import config as config_module
 from forwarder.config import ConfigError
-from forwarder.gateway import Auth, Mode
+from forwarder.gateway.account import Auth, Mode
 
 LOGIN = "380501234567"
 OTHER = "380671112233"

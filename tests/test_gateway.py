@@ -7,9 +7,16 @@ import email.policy
 
 import pytest
 
-from forwarder.gateway import Account, Auth, Mode, check_alpha_name, check_token, normalize_phone
-from forwarder.schema import Secret
-from forwarder.sms import compose, new_message_id
+from forwarder.configfile.schema import Secret
+from forwarder.gateway.account import (
+    Account,
+    Auth,
+    Mode,
+    check_alpha_name,
+    check_token,
+    normalize_phone,
+)
+from forwarder.gateway.request import compose, new_message_id
 
 
 @pytest.mark.parametrize(

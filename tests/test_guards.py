@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.guards import GUARD_NAMES, GuardContext
 from forwarder.mail import Mail
-from forwarder.rules import RuleSet
+from forwarder.rules.guards import GUARD_NAMES, GuardContext
+from forwarder.rules.ruleset import RuleSet
 from tests.test_rules import MONDAY_NOON, compiled, make_mail
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "mikel-mail"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.idle import CONNECTED, NEW_MAIL, IdleWatcher
+from forwarder.imap.idle import CONNECTED, NEW_MAIL, IdleWatcher
 from tests.configs import write_config
 from tests.daemonproc import DaemonProcess
 from tests.servers import wait_until

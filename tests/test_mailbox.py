@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from forwarder.config import ImapConfig
-from forwarder.mail import Mail
-from forwarder.mailbox import (
+from forwarder.configfile.schema import Secret
+from forwarder.imap.connection import (
     AuthError,
     CertificateError,
     ConnectionLost,
@@ -26,8 +26,8 @@ from forwarder.mailbox import (
     Mailbox,
     MailboxError,
 )
-from forwarder.schema import Secret
-from forwarder.transform import body_text
+from forwarder.mail import Mail
+from forwarder.text.transform import body_text
 from tests.configs import write_config
 from tests.daemonproc import DaemonProcess
 from tests.servers import LOOPBACK

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from imapclient.response_types import BodyData
 
-from forwarder import partial
+from forwarder.gateway.replies import reply_text
+from forwarder.imap import bodystructure as partial
+from forwarder.imap.bodystructure import Section
 from forwarder.mail import Mail
-from forwarder.partial import Section
-from forwarder.replies import reply_text
-from forwarder.transform import body_text
+from forwarder.text.transform import body_text
 
 HEADER = (
     b"From: Alice <alice@example.org>\r\nSubject: Hello\r\nMIME-Version: 1.0\r\n"

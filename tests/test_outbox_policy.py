@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from forwarder import config as config_module
 from forwarder.backoff import Policy
 from forwarder.config import LimitsConfig
-from forwarder.mail import Mail
-from forwarder.outbox import (
+from forwarder.delivery.policy import (
     Action,
     Candidate,
     HeldMail,
@@ -30,9 +29,10 @@ from forwarder.outbox import (
     summary_due,
     verdict,
 )
+from forwarder.mail import Mail
 from forwarder.pipeline import plan
-from forwarder.smstext import SmsOptions, sms_length
 from forwarder.store import Store
+from forwarder.text.smstext import SmsOptions, sms_length
 from tests.configs import write_config
 from tests.servers.mails import make_mail
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.outbox import Candidate, SendCounts
+from forwarder.delivery.policy import Candidate, SendCounts
 from forwarder.store import Handled, OutboxItem, Store
 from tests.delivery_support import T0, FakeClock
 

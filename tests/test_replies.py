@@ -19,8 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder.mail import Mail
-from forwarder.replies import (
+from forwarder.gateway.replies import (
     CLOCK_SKEW,
     DEFAULT_REPLY_FROM,
     DETAIL_MAX_CHARS,
@@ -38,6 +37,7 @@ from forwarder.replies import (
     reply_text,
     tie_reply,
 )
+from forwarder.mail import Mail
 
 GATEWAY = "noreply@alphasms.com.ua"
 REPLIED_AT = datetime(2024, 5, 6, 10, 30, tzinfo=UTC)

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from forwarder.guards import GuardContext
+from forwarder.configfile.schema import Problems, Section
+from forwarder.configfile.yamlsource import Problem, load_text
 from forwarder.mail import Mail
-from forwarder.rules import Decision, RuleOptions, RuleSet, compile_ruleset
-from forwarder.schema import Problems, Section
-from forwarder.yamlsource import Problem, load_text
+from forwarder.rules.guards import GuardContext
+from forwarder.rules.ruleset import Decision, RuleOptions, RuleSet, compile_ruleset
 
 KYIV = ZoneInfo("Europe/Kyiv")
 MONDAY_NOON = datetime(2026, 1, 5, 12, 0, tzinfo=KYIV)  # 2026-01-05 is a Monday

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forwarder.mail import Mail
-from forwarder.rules import RuleSet
+from forwarder.rules.ruleset import RuleSet
 from tests.test_rules import GUARDS_OFF, KYIV, MONDAY_NOON, load, make_mail
 
 Tree = dict[str, Any]

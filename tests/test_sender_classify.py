@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forwarder.sender import DeliveryError, _worth_retrying, classify
+from forwarder.delivery.sender import DeliveryError, _worth_retrying, classify
 
 
 def cert_error() -> ssl.SSLCertVerificationError:

@@ -6,8 +6,8 @@ import unicodedata
 
 import pytest
 
-from forwarder import smstext
-from forwarder.smstext import (
+from forwarder.text import smstext
+from forwarder.text.smstext import (
     ELLIPSIS_GSM7,
     ELLIPSIS_UCS2,
     FALLBACK_TEXT,
@@ -20,7 +20,7 @@ from forwarder.smstext import (
     to_gsm7,
     validate_template,
 )
-from forwarder.translit import transliterate
+from forwarder.text.translit import transliterate
 
 # -- segments (3GPP TS 23.038 / 23.040) -----------------------------------------------------
 

@@ -7,7 +7,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder.smstext import (
+from forwarder.text.smstext import (
     ELLIPSIS_UCS2,
     SMS_MAX_CHARS,
     TEMPLATE_FIELDS,

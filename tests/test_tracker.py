@@ -5,9 +5,9 @@ from __future__ import annotations
 from email.message import EmailMessage
 from pathlib import Path
 
+from forwarder.gateway.tracker import ReplyTracker
 from forwarder.mail import Mail
 from forwarder.store import Store
-from forwarder.tracker import ReplyTracker
 
 SECRET = "TOPSECRET42"
 

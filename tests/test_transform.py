@@ -8,10 +8,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from forwarder import transform
 from forwarder.mail import Mail
-from forwarder.smstext import SmsOptions
-from forwarder.transform import body_text, render
+from forwarder.text import transform
+from forwarder.text.smstext import SmsOptions
+from forwarder.text.transform import body_text, render
 
 KYIV = timezone(timedelta(hours=2))
 NOW = datetime(2024, 11, 25, 15, 0, tzinfo=KYIV)
@@ -320,7 +320,7 @@ def test_render_survives_a_body_that_cannot_be_read(
         raise RuntimeError("bug")
 
     monkeypatch.setattr(transform, "body_text", broken)
-    with caplog.at_level(logging.ERROR, logger="forwarder.transform"):
+    with caplog.at_level(logging.ERROR, logger="forwarder.text.transform"):
         sms = render(
             mail_of(text_message("x", subject="Still sent")), SmsOptions(), rule="r", now=NOW
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from forwarder.htmltext import html_to_text
-from forwarder.quotes import is_forward_block
+from forwarder.text.htmltext import html_to_text
+from forwarder.text.quotes import is_forward_block
 
 CASES = {
     "paragraphs and breaks": ("<p>One<br>Two</p><p>Three</p>", "One\nTwo\n\nThree"),

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from forwarder import mime
 from forwarder.mail import Mail
+from forwarder.text import mime
 
 # -- RFC 2047 headers ------------------------------------------------------------------------
 

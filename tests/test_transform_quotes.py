@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forwarder.quotes import clean, is_forward_block
+from forwarder.text.quotes import clean, is_forward_block
 
 CASES = {
     # -- quoted replies -------------------------------------------------------------

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from imapclient.exceptions import IMAPClientError
 
+from forwarder.imap.checkpoints import BATCH, Batch, poll_folder
+from forwarder.imap.connection import Mailbox, MailboxError
 from forwarder.mail import Mail
-from forwarder.mailbox import Mailbox, MailboxError
 from forwarder.store import Handled, Store
-from forwarder.watcher import BATCH, Batch, poll_folder
 from tests.servers.mails import make_mail
 from tests.test_mailbox import imap_config
 
@@ -105,7 +105,7 @@ def test_uidvalidity_change_rebaselines_with_a_warning(imap_user, mailbox, store
     old = store.checkpoint("Alerts")
     new_validity = server.recreate_folder(user, "Alerts")
     server.append(user, "Alerts", make_mail("urgent: restored from backup"))
-    with caplog.at_level(logging.WARNING, logger="forwarder.watcher"):
+    with caplog.at_level(logging.WARNING, logger="forwarder.imap.checkpoints"):
         assert poll(mailbox, store, "Alerts").batches == []
     assert f"UIDVALIDITY changed from {old.uidvalidity} to {new_validity}" in caplog.text
     assert store.checkpoint("Alerts").uidvalidity == new_validity
@@ -230,7 +230,7 @@ def test_a_mail_the_server_will_not_fetch_does_not_block_the_mail_behind_it(
     first, broken, last = [server.append(user, "INBOX", make_mail(f"urgent {n}")) for n in range(3)]
     refused = {broken}
     refuse_fetch(mailbox, refused, text_only=text_only)
-    with caplog.at_level(logging.WARNING, logger="forwarder.watcher"):
+    with caplog.at_level(logging.WARNING, logger="forwarder.imap.checkpoints"):
         decider = poll(mailbox, store)
     assert [m.uid for m in decider.texts] == [first, last]
     assert store.checkpoint("INBOX").last_uid == last
@@ -260,7 +260,7 @@ def test_a_folder_whose_search_is_refused_does_not_hold_up_the_folders_after_it(
     """The daemon's round goes on to the next folder when one folder's command is refused
     (NO/BAD: the connection is fine); the refused folder keeps its checkpoint."""
     from forwarder import config as config_module
-    from forwarder.mailbox import CommandRefused, Mailbox
+    from forwarder.imap.connection import CommandRefused, Mailbox
     from tests.configs import write_config
     from tests.delivery_support import make_daemon
 

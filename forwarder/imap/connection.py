@@ -24,10 +24,10 @@ from typing import Any
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from forwarder import partial
 from forwarder.config import ImapConfig
+from forwarder.imap import bodystructure as partial
+from forwarder.imap.bodystructure import Part, Section
 from forwarder.mail import Mail
-from forwarder.partial import Part, Section
 from forwarder.tls import client_context
 
 logger = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import HeaderParser
 
-from forwarder import htmltext, mime
-from forwarder.guards import DEFAULT_REPLY_FROM
 from forwarder.mail import Mail
+from forwarder.rules.guards import DEFAULT_REPLY_FROM
+from forwarder.text import htmltext, mime
 
 # -- constants -------------------------------------------------------------------------------
 
@@ -232,10 +232,10 @@ class ReplyText:
 def reply_text(message: Message) -> ReplyText:
     """The text of every readable part: charset and transfer encoding undone, HTML as text.
 
-    This does not use ``Mail.body`` (``forwarder.transform.body_text``) on purpose: that
+    This does not use ``Mail.body`` (``forwarder.text.transform.body_text``) on purpose: that
     text is made into an SMS, where quotes and embedded messages are noise, while here
     they are the clues that tie a reply to its request. It shares the decoding
-    (``forwarder.mime.part_text``) and the HTML reader (``forwarder.htmltext``), keeping
+    (``forwarder.text.mime.part_text``) and the HTML reader (``forwarder.text.htmltext``), keeping
     the quotes that reader would drop.
     """
     own: list[str] = []
@@ -281,7 +281,7 @@ def _collect(part: Message, own: list[str], quoted: list[str], *, quoting: bool)
 def _html_to_text(html: str, quoted: list[str]) -> str:
     """The visible text of ``html`` outside quotes; each quoted region is added to ``quoted``.
 
-    Quoted regions are the ones ``forwarder.htmltext`` drops as history (``gmail_quote``,
+    Quoted regions are the ones ``forwarder.text.htmltext`` drops as history (``gmail_quote``,
     Outlook's reply markers, …) plus every ``<blockquote>``: in a reply, a bare one holds
     the request it answers. No limit: a quoted request may follow a long text, and a part
     is already capped at ``mime.MAX_PART_BYTES``.

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import datetime
 from email.message import Message
 
-from forwarder import htmltext, mime, quotes, smstext
 from forwarder.mail import Mail
-from forwarder.smstext import SmsOptions, SmsText
+from forwarder.text import htmltext, mime, quotes, smstext
+from forwarder.text.smstext import SmsOptions, SmsText
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime
 from email.message import EmailMessage
 
-from forwarder.gateway import Request
+from forwarder.gateway.account import Request
 
 
 def new_message_id(domain: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forwarder.yamlsource import Problem, YList, YMap, scalar_text
+from forwarder.configfile.yamlsource import Problem, YList, YMap, scalar_text
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from forwarder.schema import Secret
-from forwarder.smstext import SMS_MAX_CHARS  # seed §Limits: at most 500 characters
+from forwarder.configfile.schema import Secret
+from forwarder.text.smstext import SMS_MAX_CHARS  # seed §Limits: at most 500 characters
 
 DEFAULT_DOMAIN = "mail.alphasms.com.ua"
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from email.utils import collapse_rfc2231_value
 from typing import Protocol
 
-from forwarder import gateway
+from forwarder.gateway import account as gateway
 from forwarder.mail import Mail
-from forwarder.patterns import Glob, squash
+from forwarder.rules.patterns import Glob, squash
 
 # The defaults of the config keys these come from (gateway.reply_from, delivery.message_id_domain).
 DEFAULT_REPLY_FROM = ("*@alphasms.com.ua", "*@*.alphasms.com.ua")

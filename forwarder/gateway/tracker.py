@@ -21,8 +21,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from forwarder.gateway.replies import (
+    GatewayReply,
+    ReplyCode,
+    SentRequest,
+    explain,
+    parse_reply,
+    tie_reply,
+)
 from forwarder.mail import Mail
-from forwarder.replies import GatewayReply, ReplyCode, SentRequest, explain, parse_reply, tie_reply
 from forwarder.store import OutboxRow, Store
 
 logger = logging.getLogger(__name__)

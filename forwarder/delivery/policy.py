@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from forwarder.config import LimitsConfig
-from forwarder.smstext import SmsOptions, fit, sms_length
+from forwarder.text.smstext import SmsOptions, fit, sms_length
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 

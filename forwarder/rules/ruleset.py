@@ -12,7 +12,7 @@ The config language (see ``rules.example.yaml``)::
 ``timezone`` keys into a ``RuleSet``: every pattern, window and day list is
 compiled there, every problem is reported with its line, and nothing is left
 to parse when mail arrives. ``RuleSet.decide`` then runs the built-in guards
-(``forwarder.guards``), tries the rules in order, and lets the first that
+(``forwarder.rules.guards``), tries the rules in order, and lets the first that
 matches decide; ``default`` decides the rest.
 
 Each mail value a condition reads (decoded headers, addresses, the body) is
@@ -34,10 +34,16 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from forwarder import gateway
-from forwarder.guards import GUARD_NAMES, GuardContext, Guards, auto_submitted_keyword
+from forwarder.configfile.schema import (
+    Problems,
+    Section,
+    type_name,  # the same wording as every other config message
+)
+from forwarder.configfile.yamlsource import scalar_text
+from forwarder.gateway import account as gateway
 from forwarder.mail import Mail
-from forwarder.patterns import (
+from forwarder.rules.guards import GUARD_NAMES, GuardContext, Guards, auto_submitted_keyword
+from forwarder.rules.patterns import (
     DAY_NAMES,
     PATTERN_KINDS,
     Glob,
@@ -50,14 +56,8 @@ from forwarder.patterns import (
     squash,
     wall_clock_to_aware,
 )
-from forwarder.ruletests import RuleTest, load_rule_tests
-from forwarder.schema import (
-    Problems,
-    Section,
-    type_name,  # the same wording as every other config message
-)
-from forwarder.smstext import validate_template
-from forwarder.yamlsource import scalar_text
+from forwarder.rules.ruletests import RuleTest, load_rule_tests
+from forwarder.text.smstext import validate_template
 
 __all__ = [
     "Decision",
@@ -593,7 +593,7 @@ class RuleSet:
         self.default = default
         self.guards = guards
         self.timezone = timezone  # None: the system's local zone
-        self.tests = tests  # the config's tests:, run by forwarder.ruletests.run_rule_tests
+        self.tests = tests  # the config's tests:, run by forwarder.rules.ruletests.run_rule_tests
         self._default = Decision(default, None, f"no rule matched; default: {default}")
         # (rule, its bound test or None for a catch-all): decide's loop runs for every mail.
         self._matchers = tuple(

@@ -48,8 +48,8 @@ from tenacity import (
 
 from forwarder.backoff import Policy
 from forwarder.config import SmtpConfig
-from forwarder.gateway import MASK, Account, Request
-from forwarder.sms import compose
+from forwarder.gateway.account import MASK, Account, Request
+from forwarder.gateway.request import compose
 from forwarder.store import OutboxRow, Store
 from forwarder.tls import client_context
 

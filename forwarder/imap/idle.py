@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from forwarder.backoff import Backoff
 from forwarder.config import ImapConfig
-from forwarder.mailbox import Mailbox, MailboxError, PermanentError
+from forwarder.imap.connection import Mailbox, MailboxError, PermanentError
 
 logger = logging.getLogger(__name__)
 

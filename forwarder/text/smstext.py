@@ -43,7 +43,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from forwarder import translit
+from forwarder.text import translit
 
 #: Email2SMS limit on the SMS text (Email2SMS doc, Limits); also the ceiling of ``max_length``.
 SMS_MAX_CHARS = 500

@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from forwarder.imap.connection import CommandRefused, FolderState, Mailbox, MailboxError, Summary
 from forwarder.mail import Mail
-from forwarder.mailbox import CommandRefused, FolderState, Mailbox, MailboxError, Summary
 from forwarder.store import Store
 
 logger = logging.getLogger(__name__)

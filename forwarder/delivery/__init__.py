@@ -1,0 +1,8 @@
+"""Delivery: from a queued SMS request to the gateway, at most once where SMTP allows.
+
+Holds the delivery policy — limits, dedup, summaries, read checks (``policy``, pure) —
+and the SMTP edge that hands requests over (``sender``).
+
+May import: ``forwarder.text``, ``forwarder.gateway``, ``forwarder.backoff``,
+``forwarder.tls``, ``forwarder.store``. The policy module imports none of the I/O.
+"""
