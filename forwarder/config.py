@@ -20,7 +20,7 @@ from forwarder.gateway import account as gateway
 from forwarder.gateway.account import Account, Auth, Mode
 from forwarder.rules.guards import DEFAULT_REPLY_FROM
 from forwarder.rules.ruleset import GuardContext, RuleSet, compile_ruleset
-from forwarder.text.smstext import SmsOptions, validate_template
+from forwarder.text.smstext import ENCODINGS, SmsOptions, validate_template
 
 DEFAULT_STATE = "/var/lib/forwarder/state.db"
 SECURITY = ("tls", "starttls", "plain")
@@ -385,7 +385,7 @@ def _sms(s: Section, max_length: int) -> SmsOptions:
     options = SmsOptions(
         template=s.str("template", defaults.template, check=template),
         max_length=max_length,
-        encoding=s.str("encoding", defaults.encoding, choices=("auto", "gsm7", "ucs2")),
+        encoding=s.str("encoding", defaults.encoding, choices=ENCODINGS),
         transliterate=s.str("transliterate", defaults.transliterate, choices=("off", "uk", "ru")),
         max_segments=s.int("max_segments", None, minimum=1, maximum=10),
     )

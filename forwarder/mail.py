@@ -7,7 +7,7 @@ from datetime import datetime
 from email.message import Message
 from functools import cached_property
 
-from forwarder.text import mime
+from forwarder.text import mime, transform
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,7 @@ class Mail:
     @cached_property
     def body(self) -> str:
         """The readable body text (see ``forwarder.text.transform.body_text``), computed once."""
-        from forwarder.text.transform import (
-            body_text,  # the transformer imports Mail: avoid a cycle
-        )
-
-        return body_text(self.message)
+        return transform.body_text(self.message)
 
     @property
     def total_size(self) -> int:
@@ -76,15 +72,10 @@ class Mail:
 
     @cached_property
     def has_attachment(self) -> bool:
+        """Whether any part is a file the mail carries (``mime.is_attachment``)."""
         if self.attachment_hint is not None:
             return self.attachment_hint
-        for part in self.message.walk():
-            disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-            if disposition == "attachment" or (
-                part.get_filename() and part.get_content_maintype() != "multipart"
-            ):
-                return True
-        return False
+        return any(mime.part_is_attachment(part) for part in self.message.walk())
 
     def describe(self) -> str:
         """How log lines name this mail: folder/UID and Message-ID."""

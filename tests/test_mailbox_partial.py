@@ -186,3 +186,46 @@ def test_at_most_max_text_parts_are_fetched() -> None:
     many = BodyData.create((*(leaf for _ in range(20)), b"mixed", None, None, None, None))
     sections = partial.text_sections(partial.parse_bodystructure(many))
     assert len([s for s in sections if s.partial]) == partial.MAX_TEXT_PARTS
+
+
+# -- shapes the extcorpus met on a live Dovecot --------------------------------------------------
+
+#: A mail that is a message/rfc822 as a whole (ticket systems, some "forward as attachment").
+WHOLE_MESSAGE = BodyData.create(
+    (b"message", b"rfc822", None, None, None, b"7bit", 120,
+     (None, b"inner", None, None, None, None, None, None, None, None),
+     (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 10, 1, None, None, None,
+      None),
+     4, None, None, None, None)
+)  # fmt: skip
+
+
+def test_a_mail_that_is_a_message_rfc822_is_fetched_by_part_1() -> None:
+    """RFC 3501 §6.4.5: its body is part 1, the attached message's header 1.HEADER.  The
+    sections were once TEXT.HEADER and TEXT.TEXT, which Dovecot answers with BAD for the
+    whole FETCH: the mail was never read, and neither was any mail batched with it."""
+    root = partial.parse_bodystructure(WHOLE_MESSAGE)
+    assert partial.text_sections(root) == (Section("1.HEADER"), Section("1.TEXT", partial=True))
+    fetched = {"1.HEADER": b"Subject: inner\r\nFrom: a@b.c\r\n\r\n", "1.TEXT": b"inner text"}
+    header = b"Subject: outer\r\nContent-Type: message/rfc822\r\n\r\n"
+    assert body_text(Mail(partial.rebuild(header, root, fetched)).message) == "inner text"
+
+
+def test_a_part_whose_type_the_server_could_not_read_is_plain_text() -> None:
+    """ "Content-Type: text" (no subtype): Dovecot answers an empty type; RFC 2045 §5.2 and
+    the transformer read it as text/plain, so it is fetched."""
+    untyped = BodyData.create(
+        (b"", b"", None, None, None, b"quoted-printable", 34, None, None, None, None)
+    )
+    root = partial.parse_bodystructure(untyped)
+    assert (root.content_type, root.encoding) == ("text/plain", "quoted-printable")
+    assert partial.text_sections(root) == (Section("TEXT", partial=True),)
+
+
+def test_the_first_fragment_of_a_split_message_is_fetched() -> None:
+    fragment = BodyData.create(
+        (b"message", b"partial", (b"id", b"x@y", b"number", b"1", b"total", b"2"), None, None,
+         b"7bit", 300, None, None, None, None)
+    )  # fmt: skip
+    root = partial.parse_bodystructure(fragment)
+    assert partial.text_sections(root) == (Section("TEXT", partial=True),)

@@ -22,14 +22,20 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from forwarder.text import mime
+
 #: Text parts fetched per mail at most: the SMS shows one, the reply tracker reads a few.
 MAX_TEXT_PARTS = 8
 
-#: Attached messages opened this deep for their text (as ``transform.MAX_NESTING``).
-MAX_DEPTH = 3
+#: Attached messages opened this deep for their text (as the transformer opens them).
+MAX_DEPTH = mime.MAX_NESTING
 
 #: message/* leaves that are text a reader (or the reply tracker) may want.
-_MESSAGE_TEXT = frozenset({"delivery-status", "disposition-notification", "feedback-report"})
+#: message/partial too: the first fragment carries the header and the start of the
+#: message (RFC 2046 §5.2.2), and servers show no structure inside it.
+_MESSAGE_TEXT = frozenset(
+    {"delivery-status", "disposition-notification", "feedback-report", "partial"}
+)
 
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 _CRLF = b"\r\n"
@@ -103,18 +109,28 @@ def parse_bodystructure(structure: Sequence[object]) -> Part:
 
 
 def _parse_root(node: object, *, prefix: str, depth: int) -> Part:
-    """The body of a message (the whole mail, or one attached at part ``prefix``)."""
+    """The body of a message (the whole mail, or one attached at part ``prefix``).
+
+    A body that is not multipart is part 1 of its message (RFC 3501 §6.4.5): when it is
+    itself a message/rfc822, that message's header is ``1.HEADER`` (``3.1.HEADER``), not
+    ``TEXT.HEADER``, which servers refuse, failing the whole FETCH.
+    """
     if _is_multipart(node):
         return _parse_multipart(
             node, section=_join(prefix, "TEXT"), child_prefix=prefix, depth=depth
         )
-    return _parse_leaf(node, section=_join(prefix, "TEXT"), mime_section=None, depth=depth)
+    return _parse_leaf(
+        node, section=_join(prefix, "TEXT"), number=_join(prefix, "1"), mime_section=None,
+        depth=depth,
+    )  # fmt: skip
 
 
 def _parse_child(node: object, section: str, depth: int) -> Part:
     if _is_multipart(node):
         return _parse_multipart(node, section=section, child_prefix=section, depth=depth)
-    return _parse_leaf(node, section=section, mime_section=f"{section}.MIME", depth=depth)
+    return _parse_leaf(
+        node, section=section, number=section, mime_section=f"{section}.MIME", depth=depth
+    )
 
 
 def _is_multipart(node: object) -> bool:
@@ -149,22 +165,29 @@ def _parse_multipart(node: object, *, section: str, child_prefix: str, depth: in
     )
 
 
-def _parse_leaf(node: object, *, section: str, mime_section: str | None, depth: int) -> Part:
+def _parse_leaf(
+    node: object, *, section: str, number: str, mime_section: str | None, depth: int
+) -> Part:
     assert isinstance(node, tuple | list)
     if len(node) < 7:
         raise StructureError(f"a body structure part needs 7 fields, got {len(node)}")
-    maintype = _text(node[0]).lower() or "application"
-    subtype = _text(node[1]).lower() or "octet-stream"
+    maintype, subtype = _text(node[0]).lower(), _text(node[1]).lower()
     header_section = body = None
     if maintype == "text":
         extension = 8  # after the line count
     elif (maintype, subtype) == ("message", "rfc822") and len(node) >= 10:
         extension = 10  # after envelope, body structure and line count
-        header_section = f"{section}.HEADER"
+        header_section = f"{number}.HEADER"
         if depth + 1 < MAX_DEPTH and isinstance(node[8], tuple | list) and node[8]:
-            body = _parse_root(node[8], prefix=section, depth=depth + 1)
+            body = _parse_root(node[8], prefix=number, depth=depth + 1)
     else:
         extension = 7
+    if not maintype:
+        # The server could not read Content-Type ("text" without a subtype): RFC 2045 §5.2
+        # makes that plain text, as the transformer reads the message.  (The fields above
+        # follow the layout the server used for it.)
+        maintype, subtype = "text", "plain"
+    subtype = subtype or ("plain" if maintype == "text" else "octet-stream")
     disposition, disposition_params = _disposition(_item(node, extension + 1))
     size = node[6]
     return Part(
@@ -219,22 +242,19 @@ def _disposition(value: object) -> tuple[str | None, tuple[tuple[str, str], ...]
 
 # -- what to fetch --------------------------------------------------------------------------
 def is_attachment(part: Part) -> bool:
-    """As ``transform._is_attachment``: meant to be saved rather than read (RFC 2183)."""
-    if part.disposition == "attachment":
-        return True
-    return part.filename is not None and part.disposition != "inline"
+    """``mime.is_attachment`` of a BODYSTRUCTURE part: the same answer as for the message."""
+    return mime.is_attachment(part.content_type, part.disposition, bool(part.filename))
 
 
 def has_attachment(root: Part) -> bool:
-    """As ``Mail.has_attachment``: a part marked attachment, or any named non-multipart part."""
-    return any(
-        part.disposition == "attachment" or (bool(part.filename) and not part.multipart)
-        for part in root.walk()
-    )
+    """As ``Mail.has_attachment``: any part is an attachment."""
+    return any(is_attachment(part) for part in root.walk())
 
 
 def _readable(part: Part) -> bool:
-    if part.multipart or part.body is not None or is_attachment(part):
+    """A leaf the transformer may read (as ``mime.part_is_saved`` decides for a message)."""
+    saved = is_attachment(part) and not mime.shown_inline(part.disposition)
+    if part.multipart or part.body is not None or saved:
         return False
     return part.maintype == "text" or (part.maintype == "message" and part.subtype in _MESSAGE_TEXT)
 
@@ -296,9 +316,27 @@ def rebuild(header: bytes, root: Part | None, fetched: Mapping[str, bytes]) -> b
 
 def _body(root: Part, fetched: Mapping[str, bytes], boundary: str | None) -> bytes:
     """The body of a message whose header is already written (declaring ``boundary``)."""
-    if not root.multipart:
-        return fetched.get(root.section, b"")
-    return _multipart_body(root, fetched, boundary or root.param("boundary") or _new_boundary())
+    if root.multipart:
+        boundary = boundary or root.param("boundary") or _new_boundary()
+        return _multipart_body(root, fetched, boundary)
+    if _is_message(root):  # the whole mail is a message/rfc822
+        return _message_content(root, fetched)
+    return fetched.get(root.section, b"")
+
+
+def _is_message(part: Part) -> bool:
+    return part.body is not None or part.header_section is not None
+
+
+def _message_content(part: Part, fetched: Mapping[str, bytes]) -> bytes:
+    """The attached message of a message/rfc822 part: its header, then its body."""
+    inner = fetched.get(part.header_section or "")
+    if inner is None:
+        return b""
+    content = _header_block(inner)
+    if part.body is not None:
+        content += _body(part.body, fetched, _boundary_in(inner))
+    return content
 
 
 def _multipart_body(part: Part, fetched: Mapping[str, bytes], boundary: str) -> bytes:
@@ -317,14 +355,8 @@ def _entity(part: Part, fetched: Mapping[str, bytes]) -> bytes:
         params = ((k, v) for k, v in part.params if k != "boundary")
         header = _make_header(part, extra_params=(*params, ("boundary", boundary)))
         return header + _multipart_body(part, fetched, boundary)
-    if part.body is not None or part.header_section is not None:  # message/rfc822
-        inner = fetched.get(part.header_section or "")
-        content = b""
-        if inner is not None:
-            content = _header_block(inner)
-            if part.body is not None:
-                content += _body(part.body, fetched, _boundary_in(inner))
-        return _make_header(part) + content
+    if _is_message(part):  # message/rfc822
+        return _make_header(part) + _message_content(part, fetched)
     own = fetched.get(part.mime_section or "")
     header = _header_block(own) if own else _make_header(part, with_encoding=True)
     return header + fetched.get(part.section, b"")

@@ -57,7 +57,7 @@ from forwarder.rules.patterns import (
     wall_clock_to_aware,
 )
 from forwarder.rules.ruletests import RuleTest, load_rule_tests
-from forwarder.text.smstext import validate_template
+from forwarder.text.smstext import ENCODINGS, validate_template
 
 __all__ = [
     "Decision",
@@ -80,7 +80,6 @@ GUARD_RULE_PREFIX = "guard:"  # Decision.rule of a mail a built-in guard stopped
 RESERVED_RULE_NAMES = (FORWARD, SKIP, "default")
 SMS_MAX_CHARS = 500  # the gateway's limit on the SMS text (Email2SMS doc, "Limits")
 MAX_SEGMENTS = 10  # the same bound the global sms.max_segments has
-ENCODINGS = ("auto", "gsm7", "ucs2")
 TRANSLITERATIONS = ("uk", "ru", "off")
 _SHOWN_VALUES = 3  # how many mail values a trace line quotes
 _SHOWN_CHARS = 60  # and how much of each

@@ -20,10 +20,12 @@ from __future__ import annotations
 import binascii
 import codecs
 import email
+import email.generator
 import email.header
 import email.parser
 import email.utils
 import functools
+import io
 import logging
 import math
 import re
@@ -131,6 +133,23 @@ def _header_charset_hint(raw: bytes) -> str | None:
 #: the stdlib parser takes for the start of the body.
 _OBSOLETE_HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+#: A header field line as the stdlib parser recognises one (RFC 5322 §2.2: name, colon).
+_HEADER_FIELD = re.compile(rb"[!-9;-~]+:")
+#: Fields that only a header holds: seeing one further down proves the header goes on.
+_HEADER_ONLY_FIELD = re.compile(
+    rb"(?:x-[!-9;-~]*|content-[!-9;-~]+|list-[!-9;-~]+|arc-[!-9;-~]+|dkim-signature"
+    rb"|received|received-spf|return-path|message-id|mime-version|date|from|to|cc|subject"
+    rb"|reply-to|sender|in-reply-to|references|delivered-to|authentication-results)[ \t]*:",
+    re.IGNORECASE,
+)
+
+#: Messages inside messages are opened this deep, no deeper (forwarded as attachment,
+#: message/rfc822 sent base64, BODYSTRUCTURE's attached messages).
+MAX_NESTING = 3
+
+#: message/* types that hold a whole message, which the stdlib parses but not when
+#: a transfer encoding hides it.
+_WHOLE_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
 
 
 @functools.lru_cache(maxsize=64)
@@ -144,24 +163,85 @@ def _header_end(raw: bytes) -> int:
     return end.start() if end else len(raw)
 
 
+def _repair_header(header: bytes) -> bytes:
+    """Rejoin header lines a mailer or an archive broke: continuation lines without their
+    leading white space (RFC 5322 §2.2.3 folding undone by a news gateway, a long Exchange
+    header wrapped by hand).  The stdlib parser ends the header at the first such line and
+    reads everything after it, Content-Type included, as the body.
+
+    A line that is neither a field nor a continuation is joined to the field above when
+    a header-only field (Received, Content-Type, X-…) still follows; otherwise it is
+    the start of a body that has no blank line before it, and stays.  A MIME boundary
+    line ("--…") always starts the body.
+    """
+    lines = header.split(b"\n")
+    stop = next((i for i, line in enumerate(lines) if line.startswith(b"--")), len(lines))
+    last = max((i for i in range(stop) if _HEADER_ONLY_FIELD.match(lines[i])), default=0)
+    for i in range(1, last):
+        line = lines[i]
+        if line[:1] not in (b" ", b"\t") and line.strip() and not _HEADER_FIELD.match(line):
+            lines[i] = b" " + line
+    return b"\n".join(lines)
+
+
 def parse_message(raw: bytes) -> Message:
     """Parse bytes into a Message without ever raising.
 
     Header values of the result are always ``str`` (see :class:`RobustPolicy`).  A
     message too deeply nested for the parser is read as headers plus an opaque body.
+    Broken header lines are rejoined (:func:`_repair_header`), and a message/rfc822 part
+    sent base64 or quoted-printable, which RFC 2046 §5.2.1 forbids and the stdlib
+    therefore reads as a message made of encoded text, is decoded and parsed.
     """
+    return _parse(raw, depth=0)
+
+
+def _parse(raw: bytes, *, depth: int) -> Message:
     end = _header_end(raw)
     header, body = raw[:end], raw[end:]
     # The hint costs a scan of the message: only 8-bit headers need it.
     hint = None if header.isascii() else _header_charset_hint(raw)
-    if b" :" in header or b"\t:" in header:
-        raw = _OBSOLETE_HEADER_NAME.sub(rb"\1:", header) + body
+    fixed = header
+    if b" :" in fixed or b"\t:" in fixed:
+        fixed = _OBSOLETE_HEADER_NAME.sub(rb"\1:", fixed)
+    fixed = _repair_header(fixed)
+    if fixed != header:
+        raw = fixed + body
     policy = _policy(hint)
     try:
-        return email.message_from_bytes(raw, policy=policy)
+        message = email.message_from_bytes(raw, policy=policy)
     except Exception:  # RecursionError on pathological nesting, anything else on junk
         logger.warning("unparsable MIME structure, reading headers only", exc_info=True)
         return email.parser.BytesHeaderParser(policy=policy).parsebytes(raw)
+    if depth < MAX_NESTING:
+        _open_encoded_messages(message, depth=depth)
+    return message
+
+
+def _open_encoded_messages(message: Message, *, depth: int) -> None:
+    """Replace each encoded message/rfc822 part's content by the message it encodes."""
+    for part in message.walk():
+        if part.get_content_type() not in _WHOLE_MESSAGE_TYPES:
+            continue
+        cte = transfer_encoding(part)
+        payload = part._payload  # compat32 keeps the parsed message in a list
+        if cte not in ("base64", "quoted-printable") or not isinstance(payload, list):
+            continue
+        try:
+            encoded = b"".join(_as_bytes(inner) for inner in payload)
+        except Exception:  # the generator cannot write every broken message back
+            logger.debug("cannot re-read an encoded attached message", exc_info=True)
+            continue
+        inner = _parse(undo_transfer_encoding(encoded, cte), depth=depth + 1)
+        part.set_payload([inner])
+        part.replace_header("Content-Transfer-Encoding", "8bit")
+
+
+def _as_bytes(message: Message) -> bytes:
+    """``message`` as the bytes it was parsed from (as near as compat32 can write them)."""
+    out = io.BytesIO()
+    email.generator.BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(message)
+    return out.getvalue()
 
 
 # ---------------------------------------------------------------------------
@@ -529,12 +609,25 @@ _TRANSFER_ENCODINGS = {
     "quotedprintable": "quoted-printable",
     "quoted-printable": "quoted-printable",
     "qp": "quoted-printable",
+    # uuencode (POSIX uuencode; RFC 1341 drafts): old mailers and Usenet gateways.
+    "x-uuencode": "x-uuencode",
+    "x-uue": "x-uuencode",
+    "uuencode": "x-uuencode",
+    "uue": "x-uuencode",
+    # Compressed then base64 (MIME-tools' x-gzip64, Netscape's x-compress…): not text.
+    "x-gzip64": "compressed",
+    "gzip64": "compressed",
+    "x-gzip": "compressed",
+    "gzip": "compressed",
+    "x-compress": "compressed",
+    "x-deflate": "compressed",
 }
 _QP_CUT_ESCAPE = re.compile(rb"=[0-9A-Fa-f]?\Z")
 
 
 def transfer_encoding(part: Message) -> str:
-    """The part's Content-Transfer-Encoding: "base64", "quoted-printable" or "identity".
+    """The part's Content-Transfer-Encoding: "base64", "quoted-printable", "x-uuencode",
+    "compressed" or "identity".
 
     Reads what senders write: ``Quoted-printable``, ``quoted printable``,
     ``quoted-printable;``.  Everything else (7bit, 8bit, binary, ``8bits``, empty, junk)
@@ -548,6 +641,35 @@ def transfer_encoding(part: Message) -> str:
 def decode_quoted_printable(data: bytes) -> bytes:
     """RFC 2045 §6.7 quoted-printable; an escape cut off by a partial fetch is dropped."""
     return binascii.a2b_qp(_QP_CUT_ESCAPE.sub(b"", data))
+
+
+_UU_BEGIN = re.compile(rb"^begin [0-7]{3,4} [^\r\n]*\r?$", re.MULTILINE)
+
+
+def decode_uuencode(data: bytes) -> bytes:
+    """The bytes of the first uuencoded file in ``data`` ("begin 644 name" … "end").
+
+    A line cut by a partial fetch yields the whole bytes it holds; a damaged one ends
+    the file.
+    """
+    begin = _UU_BEGIN.search(data)
+    lines = data[begin.end() :].split(b"\n")[1:] if begin else data.split(b"\n")
+    out = []
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if line == b"end":
+            break
+        if line in (b"", b"`"):
+            continue
+        declared = (line[0] - 32) & 63
+        carried = (len(line) - 1) * 3 // 4
+        if carried < declared:  # cut short: claim only what is there
+            line = bytes([32 + carried]) + line[1 : 1 + (carried + 2) // 3 * 4]
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            break
+    return b"".join(out)
 
 
 def _encoded_payload(part: Message) -> bytes | str:
@@ -573,13 +695,103 @@ def _encoded_payload(part: Message) -> bytes | str:
 
 
 def undo_transfer_encoding(encoded: bytes, cte: str) -> bytes:
-    """Undo ``cte`` on at most :data:`MAX_PART_BYTES` of output; tolerant of truncation."""
+    """Undo ``cte`` on at most :data:`MAX_PART_BYTES` of output; tolerant of truncation.
+
+    "compressed" is not undone: its bytes are not text (see :func:`unreadable`).
+    """
     if cte == "base64":
         # 4 characters carry 3 bytes, and line breaks count too: a generous slice.
         return decode_base64(encoded[: 2 * MAX_PART_BYTES])[:MAX_PART_BYTES]
     if cte == "quoted-printable":
         return decode_quoted_printable(encoded[: 3 * MAX_PART_BYTES])[:MAX_PART_BYTES]
+    if cte == "x-uuencode":
+        return decode_uuencode(encoded[: 2 * MAX_PART_BYTES])[:MAX_PART_BYTES]
     return encoded[:MAX_PART_BYTES]
+
+
+#: Quoted-printable that the part does not declare (an empty or wrong label).  Evidence:
+#: an encoded "=" (``=3D``), two encoded 8-bit bytes in a row (a UTF-8 character), or
+#: two soft line breaks where an encoder wraps (76 columns); and no "=" that
+#: quoted-printable could not have written.  (One "=" at the end of a line is as likely
+#: the padding of a base64 line.)
+_QP_ESCAPES = re.compile(rb"=3D|=[89A-F][0-9A-F]=[89A-F][0-9A-F]")
+_QP_SOFT_BREAK = re.compile(rb"^[^\r\n]{60,75}=\r?$", re.MULTILINE)
+_NOT_QP = re.compile(rb"=(?![0-9A-F]{2}|\r?\n|\Z)")
+#: Base64 that the part does not declare: nothing but lines of its alphabet, at least
+#: one of them long, mixing cases and digits as encoded bytes do.
+_BASE64_TEXT = re.compile(rb"(?:[A-Za-z0-9+/]+={0,2}[ \t]*\r?\n?)+")
+_BASE64_LONG_LINE = re.compile(rb"^[A-Za-z0-9+/]{40,}", re.MULTILINE)
+#: C0 controls that no text holds; not ESC, SO and SI, which ISO-2022 charsets switch with.
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x10-\x1a\x1c-\x1f\x7f]")
+#: Decoded bytes with more control bytes than this are not text (random bytes: 11 %).
+BINARY_CONTROL_SHARE = 0.05
+#: Control bytes of UTF-16 text sit in one byte of each code unit: nearly all of them.
+WIDE_TEXT_PARITY = 0.95
+#: Charsets whose text is full of NUL bytes, which must not read as binary.
+_WIDE_CHARSETS = re.compile(r"utf-?(?:16|32)|ucs-?[24]", re.IGNORECASE)
+
+
+def sniff_transfer_encoding(data: bytes) -> str:
+    """The transfer encoding an undeclared text part evidently has, else "identity".
+
+    Real mail labels quoted-printable text ``7bit`` or not at all, and base64 ``binary``;
+    shown as they are, they fill the SMS with ``=E2=99=9A`` or ``d2UgaGF2ZQ…``.
+    """
+    if not data.isascii():
+        return "identity"
+    stripped = data.strip()
+    if (  # first: a base64 line's padding looks like a soft line break
+        _BASE64_LONG_LINE.search(stripped)
+        and _BASE64_TEXT.fullmatch(stripped)
+        and re.search(rb"[A-Z]", stripped)
+        and re.search(rb"[a-z]", stripped)
+        and re.search(rb"[0-9+/]", stripped)
+    ):
+        return "base64"
+    evidence = _QP_ESCAPES.search(data) or len(_QP_SOFT_BREAK.findall(data, 0, 8192)) >= 2
+    if evidence and not _NOT_QP.search(data):
+        return "quoted-printable"
+    return "identity"
+
+
+def _is_binary(data: bytes, charset: str | None) -> bool:
+    """Whether decoded bytes are not text: many control bytes, scattered.
+
+    UTF-16 and UTF-32 text is full of NUL and other low bytes too (Latin letters are
+    ``00 61``, Cyrillic ``04 3F``), even under a wrong label, but always in the same
+    byte of each code unit; bytes of a picture or an archive fall anywhere.
+    """
+    if charset and _WIDE_CHARSETS.search(charset):
+        return False
+    sample = data[:SCORE_SAMPLE_CHARS]
+    positions = [match.start() for match in _CONTROL_BYTES.finditer(sample)]
+    if len(positions) <= BINARY_CONTROL_SHARE * len(sample):
+        return False
+    even = sum(1 for position in positions if position % 2 == 0)
+    return not max(even, len(positions) - even) >= WIDE_TEXT_PARITY * len(positions)
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:  # a malformed RFC 2231 parameter
+        return None
+
+
+def _content(part: Message) -> bytes | str | None:
+    """The part's content with its transfer encoding undone, None when it is not text."""
+    encoded = _encoded_payload(part)
+    if isinstance(encoded, str):
+        return encoded
+    cte = transfer_encoding(part)
+    if cte == "compressed":
+        return None
+    if cte == "identity":
+        cte = sniff_transfer_encoding(encoded[: 3 * MAX_PART_BYTES])
+    data = undo_transfer_encoding(encoded, cte)
+    if cte in ("base64", "x-uuencode") and _is_binary(data, _charset(part)):
+        return None
+    return data
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
@@ -590,17 +802,67 @@ def part_text(part: Message) -> str:
 
     The charset comes from Content-Type, else (for HTML) from ``<meta charset>``
     (the HTML Living Standard lets a document declare it inside), else detection.
+    A transfer encoding the part does not declare is recognised
+    (:func:`sniff_transfer_encoding`).  What is not text (see :func:`unreadable`) is "".
     """
-    encoded = _encoded_payload(part)
-    if isinstance(encoded, str):
-        return encoded
-    data = undo_transfer_encoding(encoded, transfer_encoding(part))
-    try:
-        charset = part.get_content_charset()
-    except Exception:  # a malformed RFC 2231 parameter
-        charset = None
+    data = _content(part)
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return data
+    charset = _charset(part)
     if not charset and part.get_content_subtype() == "html":
         meta = _META_CHARSET.search(data, 0, 4096)
         if meta:
             charset = meta.group(1).decode("ascii")
     return decode_bytes(data, charset)
+
+
+def unreadable(part: Message) -> str | None:
+    """Why a leaf part has no text to show: "compressed", "binary" (encoded bytes that are
+    not text, e.g. a picture labelled text/plain), or None when it can be read."""
+    if transfer_encoding(part) == "compressed":
+        return "compressed"
+    return "binary" if _content(part) is None else None
+
+
+# ---------------------------------------------------------------------------
+# Attachments
+
+
+def is_attachment(content_type: str, disposition: str | None, named: bool) -> bool:
+    """Whether a part is a file the mail carries (RFC 2183): marked ``attachment``, or a
+    named part that is not a container.  The one answer, for ``Mail.has_attachment``, the
+    body (:mod:`forwarder.text.transform`) and the partial fetch
+    (``forwarder.imap.bodystructure``), which must agree.
+
+    A file may still be meant to be shown where it stands (``inline``, see
+    :func:`shown_inline`): Thunderbird attaches a .txt that way, and a text part shown
+    inline is read as part of the body.
+    """
+    if (disposition or "").strip().lower() == "attachment":
+        return True
+    return named and not content_type.lower().startswith("multipart/")
+
+
+def shown_inline(disposition: str | None) -> bool:
+    """RFC 2183 §2.1: ``inline`` asks for the part to be displayed where it stands."""
+    return (disposition or "").strip().lower() == "inline"
+
+
+def _disposition(part: Message) -> str:
+    return str(part.get("Content-Disposition", "")).split(";", 1)[0]
+
+
+def part_is_attachment(part: Message) -> bool:
+    """:func:`is_attachment` for a parsed part."""
+    try:
+        named = bool(part.get_filename())
+    except Exception:  # a malformed RFC 2231 filename
+        named = True
+    return is_attachment(part.get_content_type(), _disposition(part), named)
+
+
+def part_is_saved(part: Message) -> bool:
+    """An attachment not meant to be shown inline: never read as the body."""
+    return part_is_attachment(part) and not shown_inline(_disposition(part))

@@ -1,4 +1,9 @@
-"""From a parsed mail to its SMS: pick the readable body, clean it, fill the template."""
+"""From a parsed mail to its SMS: pick the readable body, clean it, fill the template.
+
+What cannot be read as text is never shown as its bytes: an encrypted message, a
+fragment of a split one, a compressed or binary body, an armoured key or a uuencoded
+file becomes a short note in brackets (:data:`NOTES`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from email.message import Message
+from typing import Protocol
 
-from forwarder.mail import Mail
 from forwarder.text import htmltext, mime, quotes, smstext
 from forwarder.text.smstext import SmsOptions, SmsText
 
@@ -25,7 +30,7 @@ MAX_BODY_CHARS = 4000
 HTML_TEXT_LIMIT = 2000
 
 #: A forwarded message (message/rfc822) is opened this deep for a body, no deeper.
-MAX_NESTING = 3
+MAX_NESTING = mime.MAX_NESTING
 
 #: Shown for a mail without a subject; the sender's name falls back to the address.
 NO_SUBJECT = "(no subject)"
@@ -38,8 +43,62 @@ DATE_FORMAT_OTHER_YEAR = "%d.%m.%Y %H:%M"
 #: Text subtypes that are a body (others, like text/csv or text/x-ruby, are documents).
 BODY_SUBTYPES = ("plain", "html", "enriched", "richtext")
 
+#: What the SMS says instead of what it cannot show.
+NOTES = {
+    "encrypted": "[encrypted message]",
+    "signed": "[signed message]",  # S/MIME opaque signed-data: the text is inside the DER
+    "compressed": "[compressed message]",
+    "binary": "[binary data]",
+    "encoded": "[encoded data]",
+}
+NOTE_PARTIAL = "[part {number} of {total} of a split message]"
+NOTE_PARTIAL_NO_TOTAL = "[part {number} of a split message]"
+NOTE_UUENCODED = "[attachment {name}]"
+NOTE_UUENCODED_NO_NAME = "[attachment]"
+
+#: Containers whose content is encrypted (RFC 1847 §2.2 / RFC 3156 PGP/MIME, RFC 8551 S/MIME).
+ENCRYPTED_TYPES = frozenset({"multipart/encrypted", "application/pgp-encrypted"})
+PKCS7_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+
 _LOOKS_LIKE_HTML = re.compile(
     r"\s*(?:<!doctype\s+html|<html|<head|<body|<div|<table|<p[\s>])", re.I
+)
+#: HTML sent as text/plain further in than its first line ("…table.<br>"), or a document
+#: pasted at the end (BlackBerry appends an XML plist): two tags of HTML's everyday
+#: vocabulary, or one thing no plain text holds.
+_HTML_TAG_IN_TEXT = re.compile(
+    r"</?(?:br|p|div|span|font|table|tr|td|th|tbody|b|i|u|strong|em|a|img|ul|ol|li|center"
+    r"|blockquote|h[1-6]|hr|html|head|body|meta|style)(?:\s[^<>]{0,300})?/?>",
+    re.I,
+)
+_MARKUP_DOCUMENT = re.compile(r"<!doctype\s|<\?xml\s|<style[\s>]|<html[\s>]|<body[\s>]", re.I)
+_HTML_LINE_BREAKS = re.compile(r"<(?:br|p|div|tr|li)[\s/>]", re.I)
+#: ASCII armour (RFC 4880 §6.2, RFC 7468): an OpenPGP message, signature or key, a PEM
+#: certificate.  Cut by a partial fetch, a block runs to the end of the text.
+_ARMOUR = re.compile(
+    r"^-----BEGIN (?P<label>[A-Z0-9][A-Z0-9 ]{0,40}?)-----[ \t]*$"
+    r"(?:.*?^-----END (?P=label)-----[ \t]*$\n?|.*\Z)",
+    re.MULTILINE | re.DOTALL,
+)
+#: The start of a clear-signed message (RFC 4880 §7): its armour headers ("Hash: SHA256")
+#: up to the blank line.
+_CLEARSIGN_START = re.compile(
+    r"^-----BEGIN PGP SIGNED MESSAGE-----[ \t]*\n(?:[A-Za-z]+: [^\n]*\n)*\n?", re.MULTILINE
+)
+_DASH_ESCAPE = re.compile(r"^- (?=-)", re.MULTILINE)
+#: A uuencoded file in the text ("begin 644 up.gif", lines of up to 61 characters from
+#: " " to "`", "end").  Cut by a partial fetch, it runs to the end of the text.
+_UUENCODED = re.compile(
+    r"^begin [0-7]{3,4}(?: (?P<name>[^\n]{0,200}))?\n(?:[ -`]{1,62}(?:\n|\Z))+"
+    r"(?:end[ \t]*(?:\n|\Z))?",
+    re.MULTILINE,
+)
+#: Base64 left in the text (pasted, or in a part that says nothing of it): lines of
+#: nothing but its alphabet, as long as encoders write them (64 or 76; a token, a hash or
+#: an ID is shorter), the last one shorter, mixing cases and digits as encoded bytes do.
+_BASE64_LINES = re.compile(
+    r"^(?:[A-Za-z0-9+/]{60,}={0,2}[ \t]*(?:\n|\Z))+(?:[A-Za-z0-9+/]{1,59}={0,2}[ \t]*(?:\n|\Z))?",
+    re.MULTILINE,
 )
 #: "Click here <https://…>": plain-text renderings of HTML links.  The link text says what
 #: matters; the address is unreadable on a phone and costs characters.
@@ -50,18 +109,6 @@ _ENRICHED_TAG = re.compile(r"<[^<>]{1,60}>")
 
 # ---------------------------------------------------------------------------
 # Choosing the parts that make the body
-
-
-def _is_attachment(part: Message) -> bool:
-    """True for a part meant to be saved rather than read (RFC 2183 Content-Disposition)."""
-    disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
-    if disposition == "attachment":
-        return True
-    try:
-        named = part.get_filename() is not None
-    except Exception:  # a malformed RFC 2231 filename
-        named = True
-    return named and disposition != "inline"
 
 
 def _children(part: Message) -> list[Message]:
@@ -83,12 +130,17 @@ def _related_root(part: Message, children: list[Message]) -> Message:
 def body_parts(part: Message) -> list[Message]:
     """The leaf parts whose text is the body of ``part``, in reading order.
 
+    A part that has no text to show but must be mentioned (an encrypted message, a
+    fragment of a split one: :func:`note_for`) counts as a body part.
+
     multipart/alternative (RFC 2046 §5.1.4): text/plain preferred (unless it is empty),
     else HTML, else the richest other alternative.  related: its root.  signed, report:
     the first part (the content, the human-readable explanation).  mixed and the rest:
     every inline text part, in order (mobile clients split a body around inline
     pictures), skipping attachments and attached messages.
     """
+    if note_for(part) is not None:  # it has no text, but the reader must learn it is there
+        return [part]
     children = _children(part)
     maintype, _, subtype = part.get_content_type().partition("/")
     if part.is_multipart():
@@ -97,7 +149,7 @@ def body_parts(part: Message) -> list[Message]:
         if subtype == "alternative":
             for wanted in ("text/plain", "text/html"):
                 for child in children:
-                    if child.get_content_type() != wanted or _is_attachment(child):
+                    if child.get_content_type() != wanted or mime.part_is_saved(child):
                         continue
                     # Some senders pair their HTML with an empty text/plain part.
                     if wanted == "text/plain" and not mime.part_text(child).strip():
@@ -114,11 +166,13 @@ def body_parts(part: Message) -> list[Message]:
             return body_parts(children[0])
         found = []
         for child in children:
-            if not child.get_content_type().startswith("message/") and not _is_attachment(child):
+            if not child.get_content_type().startswith("message/") and not mime.part_is_saved(
+                child
+            ):
                 found.extend(body_parts(child))
         return found
     if maintype == "text" and subtype in BODY_SUBTYPES:
-        return [] if _is_attachment(part) else [part]
+        return [] if mime.part_is_saved(part) else [part]
     return []
 
 
@@ -175,19 +229,103 @@ def _enriched_to_text(text: str) -> str:
     return _ENRICHED_TAG.sub("", text).replace("\x00", "<")
 
 
+def note_for(part: Message) -> str | None:
+    """The note that stands for ``part`` when its content cannot be read as text at all:
+    an encrypted message (PGP/MIME, S/MIME), a fragment after the first of a split one
+    (RFC 2046 §5.2.2 message/partial: only the first carries the header and the start),
+    or None."""
+    ctype = part.get_content_type()
+    if ctype in ENCRYPTED_TYPES:
+        return NOTES["encrypted"]
+    if ctype in PKCS7_TYPES:
+        kind = str(part.get_param("smime-type") or "").lower()
+        return NOTES["signed" if kind == "signed-data" else "encrypted"]
+    if ctype == "message/partial":
+        number, total = _digits(part.get_param("number")), _digits(part.get_param("total"))
+        if number and number != "1":
+            pattern = NOTE_PARTIAL if total else NOTE_PARTIAL_NO_TOTAL
+            return pattern.format(number=number, total=total)
+    return None
+
+
+def _digits(value: object) -> str:
+    text = str(value).strip() if isinstance(value, str) else ""
+    return text.lstrip("0") if text.isdigit() and len(text) <= 6 else ""
+
+
+def _looks_like_markup(text: str) -> bool:
+    sample = text[:MAX_BODY_CHARS]
+    if _MARKUP_DOCUMENT.search(sample):
+        return True
+    tags = _HTML_TAG_IN_TEXT.finditer(sample)
+    return next(tags, None) is not None and next(tags, None) is not None
+
+
+def _markup_to_text(text: str, keep_quote: Callable[[str], bool]) -> str:
+    """Plain text with HTML in it: its line breaks count too, unless the markup has its own."""
+    if not _HTML_LINE_BREAKS.search(text):
+        text = text.replace("\n", "<br>\n")
+    return htmltext.html_to_text(text, keep_quote=keep_quote, limit=HTML_TEXT_LIMIT)
+
+
+def _armour_note(block: re.Match[str]) -> str:
+    label = block.group("label")
+    if label == "PGP MESSAGE":
+        return NOTES["encrypted"]
+    if label.endswith("SIGNATURE"):
+        return ""  # the signed text above it is what the reader wants
+    return f"[{label.lower()}]"
+
+
+def scrub_encoded(text: str) -> str:
+    """``text`` with what is not for reading replaced by a note: ASCII armour (an inline
+    OpenPGP message is "[encrypted message]", a signature is dropped and a clear-signed
+    text kept), a uuencoded file, runs of base64."""
+    if "-----BEGIN " in text:
+        text = _CLEARSIGN_START.sub("", text)
+        if "-----BEGIN PGP SIGNATURE-----" in text:
+            text = _DASH_ESCAPE.sub("", text)
+        text = _ARMOUR.sub(lambda block: _armour_note(block) + "\n", text)
+    if "begin " in text:
+        text = _UUENCODED.sub(_uuencoded_note, text)
+    return _BASE64_LINES.sub(_base64_note, text)
+
+
+def _uuencoded_note(block: re.Match[str]) -> str:
+    name = (block.group("name") or "").strip()
+    return (NOTE_UUENCODED.format(name=name) if name else NOTE_UUENCODED_NO_NAME) + "\n"
+
+
+def _base64_note(run: re.Match[str]) -> str:
+    found = run.group()
+    mixed = re.search("[A-Z]", found) and re.search("[a-z]", found) and re.search("[0-9]", found)
+    return NOTES["encoded"] + "\n" if mixed else found
+
+
 def part_to_text(part: Message, keep_quote: Callable[[str], bool]) -> str:
-    """The plain text of one body part: decoded, HTML converted, line ends normalised."""
+    """The plain text of one body part: decoded, HTML converted, line ends normalised,
+    and what is not for reading replaced by a note (:func:`note_for`, :func:`scrub_encoded`)."""
+    note = note_for(part)
+    if note is not None:
+        return note
     text = mime.part_text(part).replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        reason = mime.unreadable(part)
+        return NOTES[reason] if reason else text
     subtype = part.get_content_subtype()
     if subtype == "html" or (subtype == "plain" and _LOOKS_LIKE_HTML.match(text[:512])):
-        return htmltext.html_to_text(text, keep_quote=keep_quote, limit=HTML_TEXT_LIMIT)
-    if subtype in ("enriched", "richtext"):
-        return _enriched_to_text(text)
-    if "flowed" in str(part.get("Content-Type", "")).lower() and (
-        str(part.get_param("format", "")).lower() == "flowed"
-    ):
-        text = unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
-    return _LINK_TARGET.sub(" ", text)
+        text = htmltext.html_to_text(text, keep_quote=keep_quote, limit=HTML_TEXT_LIMIT)
+    elif subtype in ("enriched", "richtext"):
+        text = _enriched_to_text(text)
+    elif _looks_like_markup(text):
+        text = _markup_to_text(text, keep_quote)
+    else:
+        if "flowed" in str(part.get("Content-Type", "")).lower() and (
+            str(part.get_param("format", "")).lower() == "flowed"
+        ):
+            text = unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
+        text = _LINK_TARGET.sub(" ", text)
+    return scrub_encoded(text)
 
 
 # ---------------------------------------------------------------------------
@@ -247,8 +385,30 @@ def template_fields(template: str) -> frozenset[str]:
     return frozenset(name for name in smstext.TEMPLATE_FIELDS if "{" + name + "}" in template)
 
 
+class MailFacts(Protocol):
+    """What :func:`render` reads of a mail; ``forwarder.mail.Mail`` has it all.
+
+    A protocol rather than an import: ``Mail`` computes its body with this module, so
+    importing it here would make the two modules import each other.
+    """
+
+    folder: str
+    internal_date: datetime | None
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def sender(self) -> tuple[str, str]: ...
+    @property
+    def date(self) -> datetime | None: ...
+    @property
+    def body(self) -> str: ...
+    def addresses(self, name: str) -> list[tuple[str, str]]: ...
+    def describe(self) -> str: ...
+
+
 def render(
-    mail: Mail, options: SmsOptions, *, rule: str = "", now: datetime | None = None
+    mail: MailFacts, options: SmsOptions, *, rule: str = "", now: datetime | None = None
 ) -> SmsText:
     """Fill the template with fields from the mail and fit it to the limits.
 
