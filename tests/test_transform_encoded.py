@@ -242,6 +242,14 @@ def test_undeclared_base64_text_is_decoded() -> None:
     assert body(m) == text
 
 
+def test_text_that_is_base64_but_for_one_character_is_left_alone() -> None:
+    """Found by the fuzzer: the base64 test once backtracked exponentially on such a text
+    (a run of its alphabet, then a character outside it): this case would not finish."""
+    text = "A" * 40 + "b1" * 25 + "!"
+    assert mime.sniff_transfer_encoding(text.encode()) == "identity"
+    assert body(mail("Subject: x", text)) == text
+
+
 def test_base64_of_bytes_that_are_not_text_is_a_note() -> None:
     m = mail(
         "Subject: x\nContent-Type: text/plain\nContent-Transfer-Encoding: base64",
@@ -417,3 +425,23 @@ def test_notes_survive_into_the_sms() -> None:
         "--b--",
     )
     assert sms(m) == "Bob: secret\n[encrypted message]"
+
+
+# -- found by the fuzzer (tests/test_fuzz_mail.py) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "word", ["=?UTF7?B?KzI0QQ0?=", "=?utf-7?Q?+2D0-?=", "=?utf-7?Q?a+2AA-b?="], ids=str
+)
+def test_a_lone_surrogate_spelt_in_utf7_never_reaches_a_header(word: str) -> None:
+    """UTF-7 can spell half a surrogate pair; SQLite refuses such a Subject or sender name
+    in the outbox row (UnicodeEncodeError), and the mail could never be queued."""
+    m = mail(f"From: {word} <a@example.org>\nSubject: {word}\nTo: {word} <b@example.org>", "hi")
+    for text in (m.subject, *m.sender, *m.addresses("To")[0]):
+        text.encode("utf-8")
+
+
+def test_a_lone_surrogate_spelt_in_a_utf7_body_is_dropped() -> None:
+    m = mail("Subject: x\nContent-Type: text/plain; charset=utf-7", "left +2AA- right")
+    assert body(m) == "left right"
+    assert mime.decode_bytes(b"+2AA-", "utf-7") == ""

@@ -406,8 +406,21 @@ def _utf8_with_fallback(data: bytes, fallback: str | None) -> str | None:
     return _SURROGATE_RUN.sub(redecode, mixed)
 
 
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def decode_bytes(data: bytes, charset: str | None = None, *, prefer_utf8: bool = False) -> str:
     """Decode ``data`` labelled ``charset`` to text; never raises, never returns mojibake knowingly.
+
+    Never returns a lone surrogate either: UTF-7 and the escape codecs can spell one
+    ("+2AA-", "\\ud800"), and no text holds it (nor can it be stored or encoded).
+    """
+    text = _decode_bytes(data, charset, prefer_utf8=prefer_utf8)
+    return _LONE_SURROGATES.sub("", text) if _LONE_SURROGATES.search(text) else text
+
+
+def _decode_bytes(data: bytes, charset: str | None, *, prefer_utf8: bool) -> str:
+    """:func:`decode_bytes` without the final clean-up.
 
     Order of trust:
 
@@ -466,7 +479,9 @@ def decode_bytes(data: bytes, charset: str | None = None, *, prefer_utf8: bool =
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?]*)\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _QP_HEADER_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
-_UNSAFE_HEADER_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd\udc80-\udcff]")
+#: Controls, U+FFFD and every surrogate: a lone one (UTF-7 "+2AA-" decodes to U+D800) is
+#: not text, and SQLite refuses it (UnicodeEncodeError) when the Subject goes to the outbox.
+_UNSAFE_HEADER_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd\ud800-\udfff]")
 
 
 def _decode_q(text: str) -> bytes:
@@ -719,7 +734,9 @@ _QP_SOFT_BREAK = re.compile(rb"^[^\r\n]{60,75}=\r?$", re.MULTILINE)
 _NOT_QP = re.compile(rb"=(?![0-9A-F]{2}|\r?\n|\Z)")
 #: Base64 that the part does not declare: nothing but lines of its alphabet, at least
 #: one of them long, mixing cases and digits as encoded bytes do.
-_BASE64_TEXT = re.compile(rb"(?:[A-Za-z0-9+/]+={0,2}[ \t]*\r?\n?)+")
+#: (Each line ends in a line break or the end: an unambiguous repeat, so a text that is
+#: base64 but for one character fails in linear time, not exponential.)
+_BASE64_TEXT = re.compile(rb"(?:[A-Za-z0-9+/]+={0,2}[ \t]*(?:\r?\n|\Z))+")
 _BASE64_LONG_LINE = re.compile(rb"^[A-Za-z0-9+/]{40,}", re.MULTILINE)
 #: C0 controls that no text holds; not ESC, SO and SI, which ISO-2022 charsets switch with.
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x10-\x1a\x1c-\x1f\x7f]")

@@ -40,7 +40,7 @@ _HTML_ELEMENTS = (
 _HTML_TAG = re.compile(rf"</?(?:{_HTML_ELEMENTS})(?:\s[^<>]*)?/?>|<!--|<!doctype", re.IGNORECASE)
 _HTML_ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,9}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
 #: A CSS rule ("p { margin: 0; }", "body{font-family:Arial}"): a style sheet read as text.
-_CSS_RULE = re.compile(r"[\w.#@:*-]+\s*\{[^{}]*[\w-]+\s*:\s*[^{};]+;?[^{}]*\}")
+_CSS_RULE = re.compile(r"[\w.#@:*-]+\s*\{\s*[\w-]+\s*:[^{}]*\}")
 
 KINDS = ("base64", "quoted-printable", "uuencode", "html tag", "html entity", "css")
 
