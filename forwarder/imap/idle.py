@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from forwarder.backoff import Backoff
 from forwarder.config import ImapConfig
-from forwarder.imap.connection import Mailbox, MailboxError, PermanentError
+from forwarder.imap.connection import CredentialsExpired, Mailbox, MailboxError, PermanentError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class IdleWatcher:
         self.backoff = Backoff()
         self.sessions = 0  # connections that reached IDLE, for tests and benchmarks
         self.renewals = 0  # DONE + IDLE on the same connection
+        self._expired_in_session = -1  # session whose token expiry was met, reconnected at once
         self._thread = threading.Thread(target=self._run, name=f"idle {folder}", daemon=True)
 
     def start(self) -> None:
@@ -103,6 +104,16 @@ class IdleWatcher:
                 if self._on_unsupported is not None:
                     self._on_unsupported()
                 return
+            except CredentialsExpired as exc:
+                # Log in again at once with a fresh token; only once per session that got
+                # in, so a server that keeps saying so is backed off from like any other.
+                if self._stopping.is_set():
+                    break
+                if self._expired_in_session != self.sessions:
+                    self._expired_in_session = self.sessions
+                    logger.info("IDLE on %s: %s; logging in again", self.folder, exc)
+                    continue
+                self._wait_after(str(exc), permanent=False)
             except MailboxError as exc:
                 if self._stopping.is_set():
                     break
@@ -164,6 +175,13 @@ class IdleWatcher:
             # server that stopped answering fails here within imap.timeout.
             if mailbox.idle_done():
                 self._notify(NEW_MAIL)
+            if mailbox.credentials_expiring(self.config.idle_renew):
+                # Its OAuth2 token would run out before the next renewal, and servers like
+                # Microsoft then end the session: a new connection with a fresh token now.
+                # The next session announces CONNECTED, so nothing arriving between is missed.
+                logger.info("IDLE on %s: the access token is about to expire; logging in "
+                            "again with a fresh one", self.folder)  # fmt: skip
+                return
             mailbox.idle_start()
             self.renewals += 1
 
