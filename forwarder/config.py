@@ -270,7 +270,7 @@ def _smtp(s: Section, imap: ImapConfig, oauth: _OAuthPlace) -> SmtpConfig:
             )  # fmt: skip
             if username is None:
                 s.error(None, "smtp.username is required with smtp.auth: oauth2 (the login)")
-        elif imap.oauth2 is None:
+        elif imap.auth != "oauth2":
             s.error(
                 "auth",
                 "smtp.auth: oauth2 needs smtp.oauth2, or imap.auth: oauth2 to share its sign-in",
@@ -368,7 +368,7 @@ def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str,
     if not imap and mechanism != "xoauth2":
         s.error("mechanism", f"{where}.mechanism: SMTP uses xoauth2 only")
     command = _token_command(s)
-    if command is not None:
+    if s.has("token_command"):
         for key in ("provider", "client_id", "client_secret", "client_secret_file", "tenant",
                     "scopes", "token_url", "device_authorization_url", "authorization_url",
                     "flow", "redirect_port"):  # fmt: skip
@@ -376,6 +376,8 @@ def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str,
                 s.error(key, f"{where}.{key} is not used with {where}.token_command")
                 s.raw(key)
         s.finish()
+        if command is None:
+            return None
         return OAuth2Settings(**base, mechanism=mechanism, token_command=command)
     provider = s.str("provider", what="microsoft, google or custom", choices=profiles.PROVIDERS)
     client_id = s.str("client_id", what="the client (application) id of your app registration")
@@ -401,8 +403,8 @@ def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str,
             urls[key] = given
     if provider == "custom" and not s.has("token_url"):
         s.error(None, f"{where}.token_url is required with provider: custom")
-    if provider == "custom" and not (s.has("device_authorization_url")
-                                     or s.has("authorization_url")):  # fmt: skip
+    no_flow_url = not (urls["device_authorization_url"] or urls["authorization_url"])
+    if provider == "custom" and no_flow_url:
         s.error(None, f"{where}: provider custom needs device_authorization_url (device flow) "
                 "or authorization_url (loopback flow)")  # fmt: skip
     scopes = s.str_list("scopes", None, what="scopes")
@@ -415,7 +417,7 @@ def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str,
     flow = s.str("flow", profiles.default_flow(provider or "custom",
                                                device_url=urls["device_authorization_url"]),
                  choices=profiles.FLOWS)  # fmt: skip
-    if provider and (problem := profiles.flow_problem(
+    if provider and not no_flow_url and (problem := profiles.flow_problem(
         provider, flow, device_url=urls["device_authorization_url"],
         authorization_url=urls["authorization_url"],
     )):  # fmt: skip

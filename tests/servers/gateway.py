@@ -543,7 +543,9 @@ class _OAuthGatewayHandler(_GatewayHandler):
             return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
         error = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"})
         await server.challenge_auth(error)  # the client answers with an empty line
-        return AuthResult(success=False, message="535 5.7.8 Username and Password not accepted")
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and Password not accepted"
+        )
 
 
 class _GatewayController(Controller):
