@@ -163,6 +163,10 @@ def _check(args: argparse.Namespace) -> int:
         f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
         f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
     )
+    for entry in oauth2_status(config):
+        if entry["signed_in"] is False:  # a note, not an error: check never needs the tokens
+            print(f"note: OAuth2 account {entry['account']} ({entry['username']}) is not "
+                  f"signed in yet: run {entry['login_command']}")  # fmt: skip
     return EX_OK
 
 

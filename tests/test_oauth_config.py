@@ -3,6 +3,8 @@ for every mistake."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -237,3 +239,24 @@ def test_auth_oauth2_without_a_section(tmp_path: Path) -> None:
     assert found == [
         "4: imap.auth: oauth2 needs an imap.oauth2: section (provider: microsoft, google or custom)"
     ]
+
+
+def test_the_readme_outlook_example_passes_check(tmp_path: Path) -> None:
+    """A newcomer copies this block from README.md: it must be a valid config as it stands."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    after = readme[readme.index("<!-- outlook-example") :]
+    block = after[after.index("```yaml\n") + 8 : after.index("```\n", after.index("```yaml"))]
+    config = tmp_path / "forwarder.yaml"
+    config.write_text(textwrap.dedent(block) + f"state: {tmp_path / 'state.db'}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "forwarder.cli", "check", "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == (
+        f"note: OAuth2 account default (me@outlook.com) is not signed in yet: run "
+        f"forwarder login --config {config} --account default"
+    )
+    loaded = config_module.load(config)
+    assert loaded.smtp.oauth2 is loaded.imap.oauth2
+    assert loaded.imap.oauth2.token_url.startswith("https://login.microsoftonline.com/consumers/")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -225,11 +226,12 @@ def test_a_rotated_refresh_token_survives_a_restart(tmp_path: Path, oauth_user, 
     assert [g.params["refresh_token"] for g in refreshes] == [first["refresh_token"], rotated]
 
 
-def test_invalid_grant_stops_the_account_with_one_clear_error(
+def test_invalid_grant_stops_the_account_with_one_clear_error_until_login_and_reload(
     tmp_path: Path, oauth_user, gateway
 ) -> None:
-    idp, user = oauth_user.idp, oauth_user.user
-    config = write_oauth_config(tmp_path / "forwarder.yaml", oauth_user, gateway, idp)
+    idp, user, server = oauth_user.idp, oauth_user.user, oauth_user.server
+    config = write_oauth_config(tmp_path / "forwarder.yaml", oauth_user, gateway, idp,
+                                imap={"poll_interval": NO_POLL})  # fmt: skip
     settings = imap_settings(config)
     seed_tokens(settings, idp, user)
     idp.revoke(user)
@@ -240,16 +242,23 @@ def test_invalid_grant_stops_the_account_with_one_clear_error(
             and login in (forwarder_status(config)["last_poll_error"] or ""),
             20, "the round to report the refused sign-in",
         )  # fmt: skip
+        assert len(idp.grants_of("refresh_token", user=user)) == 1  # asked once, then left alone
+        status = forwarder_status(config)
+        (entry,) = status["oauth2"]
+        assert (entry["account"], entry["login_command"]) == ("default", login)
+
+        seed_tokens(settings, idp, user)  # what `forwarder login` leaves behind
+        daemon.signal(signal.SIGHUP)  # `systemctl reload forwarder`: try again at once
+        daemon.wait_for_checkpoint()  # in at last: the first look baselines the mailbox
+        server.append(user, "INBOX", make_mail("urgent after signing in again", "body"))
+        (sms,) = gateway.wait_for(1)
         assert daemon.stop() == 0
         log = daemon.output()
+    assert sms.text.startswith("Alice Sender: urgent after signing in again")
     errors = [line for line in log.splitlines() if line.startswith("ERROR") and login in line]
     assert len(errors) == 1, log
     assert "the provider refused the refresh token (invalid_grant" in errors[0]
-    assert len(idp.grants_of("refresh_token", user=user)) == 1  # asked once, then left alone
-    status = forwarder_status(config)
-    (entry,) = status["oauth2"]
-    assert entry["account"] == "default" and entry["login_command"] == login
-    assert saved(settings)["refresh_token"] not in json.dumps(status)
+    assert saved(settings)["refresh_token"] not in json.dumps(status) + log
 
 
 def test_password_logins_still_work_beside_oauth2(oauth_user) -> None:

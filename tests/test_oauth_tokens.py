@@ -261,3 +261,22 @@ def test_a_token_command_that_cannot_run_or_prints_nothing_is_refused(tmp_path: 
         command_source(tmp_path, ("/nonexistent/token-tool",)).access_token()
     with pytest.raises(TokenRefused, match="printed nothing"):
         command_source(tmp_path, ("/bin/true",)).access_token()
+
+
+# -- pure SASL pieces ----------------------------------------------------------------------------
+def test_what_a_bye_says_about_the_token() -> None:
+    from forwarder.oauth.sasl import says_token_expired
+
+    assert says_token_expired("Session invalidated - AccessTokenExpired")  # Microsoft
+    assert says_token_expired("Access token has expired")
+    assert not says_token_expired("Server shutting down.")  # Dovecot, doveadm kick
+    assert not says_token_expired("Disconnected for inactivity.")
+
+
+def test_the_xoauth2_response_and_the_answer_to_a_challenge() -> None:
+    from forwarder.oauth.sasl import smtp_authobject, xoauth2
+
+    assert xoauth2("me@x.org", "tok") == "user=me@x.org\x01auth=Bearer tok\x01\x01"
+    respond = smtp_authobject("me@x.org", "tok")
+    assert respond() == xoauth2("me@x.org", "tok")
+    assert respond(b'{"status":"401"}') == ""  # then the server's 535, not the token again
