@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from forwarder import config as config_module
-from forwarder.delivery.sender import Outcome
+from forwarder.delivery.states import State
 from tests.delivery_support import our_log, queue, row, start
 from tests.oauth_helpers import oauth2_section, saved, seed_tokens, write_oauth_config
 
@@ -35,7 +35,7 @@ def test_an_sms_goes_out_after_auth_xoauth2(tmp_path: Path, gateway_factory, idp
     assert settings is not None and settings.account == "smtp"
     data = seed_tokens(settings, idp, USER)
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     (sms,) = gateway.wait_for(1)
     assert sms.problems == () and sms.encrypted and sms.auth_login == USER
     assert row(daemon, queued.id).state == "sent"
@@ -52,7 +52,7 @@ def test_a_535_for_the_saved_token_refreshes_it_and_sends(tmp_path: Path, gatewa
     seed_tokens(settings, idp, USER)
     idp.expire_access_tokens(USER)
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     gateway.wait_for(1)
     assert row(daemon, queued.id).state == "sent"
     assert gateway.auth_attempts == [(USER, "XOAUTH2", False), (USER, "XOAUTH2", True)]
@@ -68,7 +68,7 @@ def test_a_revoked_sign_in_halts_sending_and_says_what_to_run(
     seed_tokens(daemon.config.smtp.oauth2, idp, USER)
     idp.revoke(USER)
     (queued,) = queue(daemon)
-    assert daemon.sender.send(row(daemon, queued.id)) is Outcome.RETRY
+    assert daemon.sender.send(row(daemon, queued.id)) is State.PENDING
     assert daemon.sender.halted is not None
     assert daemon.sender.halted.endswith(
         f"run: forwarder login --config {daemon.config.source} --account smtp"
