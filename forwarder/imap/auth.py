@@ -15,18 +15,27 @@ import imapclient
 from imapclient.exceptions import LoginError
 
 from forwarder.config import ImapConfig
-from forwarder.imap.connection import AuthError, MailboxError, OAuthLoginRequired
 from forwarder.oauth import tokens
 from forwarder.oauth.tokens import AccessToken
 
 logger = logging.getLogger(__name__)
 
 
+class Refused(Exception):
+    """The server refused a token just refreshed: a person must look (``connection`` makes
+    it an ``AuthError``)."""
+
+
+class Unavailable(Exception):
+    """The server cannot log anybody in just now (RFC 5530 ``[UNAVAILABLE]``): retry soon."""
+
+
 def authenticate(client: imapclient.IMAPClient, config: ImapConfig) -> AccessToken | None:
     """Log ``client`` in; return the access token used (None for a password login).
 
-    A password login's ``LoginError`` propagates (the caller words it); OAuth2 failures
-    become ``OAuthLoginRequired``, ``AuthError`` or ``MailboxError`` here.
+    A password login's ``LoginError`` propagates (the caller words it). OAuth2 failures
+    raise ``tokens.TokenError`` (``LoginRequired``, ``TokenRefused``, ``TokenUnavailable``),
+    ``Refused`` or ``Unavailable``; ``connection`` turns them into its own errors.
     """
     if config.oauth2 is None:
         client.login(config.username, config.password.reveal())
@@ -34,16 +43,9 @@ def authenticate(client: imapclient.IMAPClient, config: ImapConfig) -> AccessTok
     settings = config.oauth2
     source = tokens.source_for(settings)
     while True:
-        try:
-            # Valid until the IDLE renewal after next at least, where an expiring token is
-            # renewed (idle.py): a token that would not last that long is refreshed now.
-            token = source.access_token(valid_for=config.idle_renew)
-        except tokens.LoginRequired as exc:
-            raise OAuthLoginRequired(str(exc), account=exc.account) from None
-        except tokens.TokenRefused as exc:
-            raise AuthError(str(exc)) from None
-        except tokens.TokenError as exc:
-            raise MailboxError(str(exc)) from None
+        # Valid until the IDLE renewal after next at least, where an expiring token is
+        # renewed (idle.py): a token that would not last that long is refreshed now.
+        token = source.access_token(valid_for=config.idle_renew)
         try:
             if settings.mechanism == "oauthbearer":
                 client.oauthbearer_login(config.username, token.value.reveal())
@@ -53,12 +55,12 @@ def authenticate(client: imapclient.IMAPClient, config: ImapConfig) -> AccessTok
         except LoginError as exc:
             said = str(exc)
             if "UNAVAILABLE" in said.upper():  # RFC 5530: the server's own trouble
-                raise MailboxError(
+                raise Unavailable(
                     f"IMAP server {config.host} cannot log anybody in just now: {said}"
                 ) from None
             source.invalidate(token)
             if token.fresh:
-                raise AuthError(
+                raise Refused(
                     f"IMAP server {config.host} refused the OAuth2 token for "
                     f"{config.username!r} ({settings.mechanism.upper()}: {said}): is "
                     f"imap.username the account you signed in as? ({settings.login_command})"

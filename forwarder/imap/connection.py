@@ -25,6 +25,7 @@ import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from forwarder.config import ImapConfig
+from forwarder.imap import auth
 from forwarder.imap import bodystructure as partial
 from forwarder.imap.bodystructure import Part, Section
 from forwarder.mail import Mail
@@ -159,8 +160,6 @@ class Mailbox:
 
     # -- connection -----------------------------------------------------------------------
     def connect(self) -> None:
-        from forwarder.imap.auth import authenticate  # it needs this module's error types
-
         c = self.config
         context = client_context(c.ca_file) if c.security != "plain" else None
         try:
@@ -177,10 +176,14 @@ class Mailbox:
         try:
             if c.security == "starttls":
                 client.starttls(context)
-            credentials = authenticate(client, c)
-        except MailboxError:  # OAuth2: already worded
+            credentials = auth.authenticate(client, c)
+        except (tokens.TokenError, auth.Refused, auth.Unavailable) as exc:  # OAuth2: worded
             _abort(client)
-            raise
+            if isinstance(exc, tokens.LoginRequired):
+                raise OAuthLoginRequired(str(exc), account=exc.account) from None
+            if isinstance(exc, tokens.TokenRefused | auth.Refused):
+                raise AuthError(str(exc)) from None
+            raise MailboxError(str(exc)) from None
         except LoginError as exc:
             _abort(client)
             # RFC 5530: [UNAVAILABLE] is the server's own trouble, worth retrying soon.
