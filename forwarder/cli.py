@@ -20,7 +20,7 @@ from forwarder.delivery.states import FINAL, State
 from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
 from forwarder.pipeline import plan
-from forwarder.store import Store
+from forwarder.store import DEFAULT_ACCOUNT, Store
 
 EX_OK = 0
 EX_FAIL = 1
@@ -249,6 +249,11 @@ def _try(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _account_key(account: str, key: str) -> str:
+    """A meta key as ``AccountStore`` writes it for ``account``."""
+    return key if account == DEFAULT_ACCOUNT else f"{account}:{key}"
+
+
 def _ago(timestamp: float | None) -> str:
     if not timestamp:
         return "never"
@@ -351,11 +356,35 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
         "started_at": meta_time("started_at"),
         "running": _daemon_alive(store),
         "stopped_at": meta_time("stopped_at"),
-        "last_poll": meta_time("last_poll"),
-        "last_poll_error": store.get_meta("last_poll_error") or None,
+        "last_poll": max(
+            (t for a in config.accounts if (t := meta_time(_account_key(a.name, "last_poll")))),
+            default=None,
+        ),
+        "last_poll_error": "; ".join(
+            f"{a.name}: {e}" if len(config.accounts) > 1 else e
+            for a in config.accounts
+            if (e := store.get_meta(_account_key(a.name, "last_poll_error")))
+        )
+        or None,
+        # Folders of the default account by name, others' as "account:folder".
         "folders": {
-            folder: {"uidvalidity": cp.uidvalidity, "last_uid": cp.last_uid, "updated_at": at}
-            for folder, (cp, at) in store.checkpoints().items()
+            (folder if account == DEFAULT_ACCOUNT else f"{account}:{folder}"): {
+                "uidvalidity": cp.uidvalidity,
+                "last_uid": cp.last_uid,
+                "updated_at": at,
+            }
+            for (account, folder), (cp, at) in store.checkpoints().items()
+        },
+        "accounts": {
+            account.name: {
+                "host": account.host,
+                "folders": list(account.folders),
+                "idle_folders": list(account.idle_folders),
+                "last_poll": meta_time(_account_key(account.name, "last_poll")),
+                "last_poll_error": store.get_meta(_account_key(account.name, "last_poll_error"))
+                or None,
+            }
+            for account in config.accounts
         },
         "outbox": store.count_states(),
         "waiting_for_read": store.waiting_for_read(),  # delay + unless_read, not yet decided

@@ -66,6 +66,9 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ImapConfig:
+    """One IMAP account: the single ``imap:`` section (named ``default``) or an item of
+    ``accounts:``."""
+
     host: str
     port: int
     security: str  # tls | starttls | plain (plain only to loopback)
@@ -79,6 +82,17 @@ class ImapConfig:
     ca_file: str | None = None
     fetch_bytes: int = 4096  # how much of each text part to fetch: the SMS needs only the start
     keyword: str | None = None  # e.g. "$Forwarded": flag handled mail, when PERMANENTFLAGS allow
+    name: str = "default"  # the account's name: state rows, status and rules' account: match
+    max_connections: int | None = None  # None: 1 + one IDLE connection per folder
+
+    @property
+    def idle_folders(self) -> tuple[str, ...]:
+        """The folders that get an IDLE connection within the connection budget: one
+        connection is the round's, the rest IDLE; folders beyond the budget are polled."""
+        if not self.idle:
+            return ()
+        budget = len(self.folders) if self.max_connections is None else self.max_connections - 1
+        return self.folders[: max(0, budget)]
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,7 @@ class DeliveryConfig:
 @dataclass(frozen=True)
 class Config:
     source: Path
-    imap: ImapConfig
+    accounts: tuple[ImapConfig, ...]
     smtp: SmtpConfig
     gateway: Account
     delivery: DeliveryConfig
@@ -121,6 +135,18 @@ class Config:
     probe_wait: float = 300.0  # a probe with no error reply within this long closes the circuit
     log_level: str = "INFO"
 
+    @property
+    def imap(self) -> ImapConfig:
+        """The first (with ``imap:``, the only) account."""
+        return self.accounts[0]
+
+    def account(self, name: str) -> ImapConfig:
+        """The account called ``name``; KeyError if this config has none by that name."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(name)
+
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file; raise ConfigError with every problem found."""
@@ -131,7 +157,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     top = Section(document, "", problems, file=str(path), line=1)
 
-    imap = _imap(top.section("imap"))
+    accounts = _accounts(top)
     smtp = _smtp(top.section("smtp"))
     account, reply_from, pause, probe_wait = _gateway(top.section("gateway"), smtp)
     delivery = _delivery(top.section("delivery"))
@@ -152,7 +178,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     return Config(
         source=Path(path),
-        imap=imap,
+        accounts=accounts,
         smtp=smtp,
         gateway=account,
         delivery=delivery,
@@ -178,7 +204,40 @@ def _security(section: Section, host: str | None) -> str:
     return security
 
 
-def _imap(s: Section) -> ImapConfig:
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def _accounts(top: Section) -> tuple[ImapConfig, ...]:
+    """``imap:`` (one account, named ``default``) or ``accounts:`` (several, each named)."""
+    if not top.has("accounts"):
+        return (_imap(top.section("imap"), "default"),)
+    if top.has("imap"):
+        top.error("imap", "use imap: for one account or accounts: for several, not both")
+    accounts: list[ImapConfig] = []
+    first_line: dict[str, int] = {}
+    for section in top.sections("accounts", what="accounts (each item starting '- name:')"):
+        name = section.str("name", what="an account name", check=_check_account_name) or ""
+        if name in first_line:
+            section.error(
+                "name",
+                f"{section.name('name')}: account name {name!r} is used twice, at line "
+                f"{first_line[name]} and line {section.line('name')}",
+            )
+        first_line.setdefault(name, section.line("name"))
+        accounts.append(_imap(section, name))
+    if not accounts:
+        top.error("accounts", "accounts must list at least one account")
+        accounts.append(_imap(top.section("imap"), "default"))
+    return tuple(accounts)
+
+
+def _check_account_name(value: str) -> str | None:
+    if not ACCOUNT_NAME.fullmatch(value):
+        return "must be a short name of lower-case letters, digits, - and _ (like work)"
+    return None
+
+
+def _imap(s: Section, name: str) -> ImapConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
     d = _defaults(ImapConfig)
@@ -199,6 +258,8 @@ def _imap(s: Section) -> ImapConfig:
         ca_file=_ca_file(s),
         fetch_bytes=s.size("fetch_bytes", d["fetch_bytes"]),
         keyword=s.str("keyword", None, check=_check_keyword),
+        name=name,
+        max_connections=s.int("max_connections", None, minimum=1, maximum=100),
     )
     if config.idle_renew >= 29 * 60:
         s.error("idle_renew", "imap.idle_renew must be below 29 minutes (RFC 2177 §3)")
