@@ -21,7 +21,7 @@ from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
 from forwarder.oauth.profiles import OAuth2Settings
 from forwarder.pipeline import plan
-from forwarder.store import Store
+from forwarder.store import DEFAULT_ACCOUNT, Store
 
 EX_OK = 0
 EX_FAIL = 1
@@ -103,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     login.add_argument(
         "--account", default="default", metavar="NAME",
-        help="which sign-in: 'default' (imap.oauth2; smtp shares it unless smtp.oauth2 is "
-        "given) or 'smtp' (smtp.oauth2)",
+        help="which sign-in: the account's name ('default' for imap:; smtp shares an "
+        "account's unless smtp.oauth2 is given) or 'smtp' (smtp.oauth2)",
     )  # fmt: skip
 
     status = command("status", "What was forwarded lately, and the state of every SMS.", _status)
@@ -184,7 +184,7 @@ def _check(args: argparse.Namespace) -> int:
 def oauth2_accounts(config: Config) -> dict[str, OAuth2Settings]:
     """Every OAuth2 sign-in the config uses, by account name."""
     found: dict[str, OAuth2Settings] = {}
-    for settings in (config.imap.oauth2, config.smtp.oauth2):
+    for settings in (*(a.oauth2 for a in config.accounts), config.smtp.oauth2):
         if settings is not None:
             found.setdefault(settings.account, settings)
     return found
@@ -333,6 +333,11 @@ def _try(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _account_key(account: str, key: str) -> str:
+    """A meta key as ``AccountStore`` writes it for ``account``."""
+    return key if account == DEFAULT_ACCOUNT else f"{account}:{key}"
+
+
 def _ago(timestamp: float | None) -> str:
     if not timestamp:
         return "never"
@@ -436,11 +441,35 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
         "started_at": meta_time("started_at"),
         "running": _daemon_alive(store),
         "stopped_at": meta_time("stopped_at"),
-        "last_poll": meta_time("last_poll"),
-        "last_poll_error": store.get_meta("last_poll_error") or None,
+        "last_poll": max(
+            (t for a in config.accounts if (t := meta_time(_account_key(a.name, "last_poll")))),
+            default=None,
+        ),
+        "last_poll_error": "; ".join(
+            f"{a.name}: {e}" if len(config.accounts) > 1 else e
+            for a in config.accounts
+            if (e := store.get_meta(_account_key(a.name, "last_poll_error")))
+        )
+        or None,
+        # Folders of the default account by name, others' as "account:folder".
         "folders": {
-            folder: {"uidvalidity": cp.uidvalidity, "last_uid": cp.last_uid, "updated_at": at}
-            for folder, (cp, at) in store.checkpoints().items()
+            (folder if account == DEFAULT_ACCOUNT else f"{account}:{folder}"): {
+                "uidvalidity": cp.uidvalidity,
+                "last_uid": cp.last_uid,
+                "updated_at": at,
+            }
+            for (account, folder), (cp, at) in store.checkpoints().items()
+        },
+        "accounts": {
+            account.name: {
+                "host": account.host,
+                "folders": list(account.folders),
+                "idle_folders": list(account.idle_folders),
+                "last_poll": meta_time(_account_key(account.name, "last_poll")),
+                "last_poll_error": store.get_meta(_account_key(account.name, "last_poll_error"))
+                or None,
+            }
+            for account in config.accounts
         },
         "outbox": store.count_states(),
         "waiting_for_read": store.waiting_for_read(),  # delay + unless_read, not yet decided

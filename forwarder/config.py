@@ -70,6 +70,9 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ImapConfig:
+    """One IMAP account: the single ``imap:`` section (named ``default``) or an item of
+    ``accounts:``."""
+
     host: str
     port: int
     security: str  # tls | starttls | plain (plain only to loopback)
@@ -83,8 +86,19 @@ class ImapConfig:
     ca_file: str | None = None
     fetch_bytes: int = 4096  # how much of each text part to fetch: the SMS needs only the start
     keyword: str | None = None  # e.g. "$Forwarded": flag handled mail, when PERMANENTFLAGS allow
+    name: str = "default"  # the account's name: state rows, status and rules' account: match
+    max_connections: int | None = None  # None: 1 + one IDLE connection per folder
     auth: str = "password"  # password | oauth2
     oauth2: OAuth2Settings | None = None  # with auth: oauth2 (then password is empty)
+
+    @property
+    def idle_folders(self) -> tuple[str, ...]:
+        """The folders that get an IDLE connection within the connection budget: one
+        connection is the round's, the rest IDLE; folders beyond the budget are polled."""
+        if not self.idle:
+            return ()
+        budget = len(self.folders) if self.max_connections is None else self.max_connections - 1
+        return self.folders[: max(0, budget)]
 
 
 @dataclass(frozen=True)
@@ -116,7 +130,7 @@ class DeliveryConfig:
 @dataclass(frozen=True)
 class Config:
     source: Path
-    imap: ImapConfig
+    accounts: tuple[ImapConfig, ...]
     smtp: SmtpConfig
     gateway: Account
     delivery: DeliveryConfig
@@ -129,6 +143,18 @@ class Config:
     probe_wait: float = 300.0  # a probe with no error reply within this long closes the circuit
     log_level: str = "INFO"
 
+    @property
+    def imap(self) -> ImapConfig:
+        """The first (with ``imap:``, the only) account."""
+        return self.accounts[0]
+
+    def account(self, name: str) -> ImapConfig:
+        """The account called ``name``; KeyError if this config has none by that name."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(name)
+
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file; raise ConfigError with every problem found."""
@@ -140,11 +166,10 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     top = Section(document, "", problems, file=str(path), line=1)
 
     state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
-    oauth = _OAuthPlace(state=state, config_file=str(path))
-    imap_section, smtp_section = top.section("imap"), top.section("smtp")
-    oauth.smtp_shares = _shares_imap_oauth2(smtp_section)
-    imap = _imap(imap_section, oauth)
-    smtp = _smtp(smtp_section, imap, oauth)
+    smtp_section = top.section("smtp")
+    oauth = _OAuthPlace(state=state, config_file=str(path), smtp_user=_smtp_shares(smtp_section))
+    accounts = _accounts(top, oauth)
+    smtp = _smtp(smtp_section, accounts, oauth)
     account, reply_from, pause, probe_wait = _gateway(top.section("gateway"), smtp)
     delivery = _delivery(top.section("delivery"))
     limits = _limits(top.section("limits"))
@@ -163,7 +188,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     return Config(
         source=Path(path),
-        imap=imap,
+        accounts=accounts,
         smtp=smtp,
         gateway=account,
         delivery=delivery,
@@ -189,7 +214,40 @@ def _security(section: Section, host: str | None) -> str:
     return security
 
 
-def _imap(s: Section, oauth: _OAuthPlace) -> ImapConfig:
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def _accounts(top: Section, oauth: _OAuthPlace) -> tuple[ImapConfig, ...]:
+    """``imap:`` (one account, named ``default``) or ``accounts:`` (several, each named)."""
+    if not top.has("accounts"):
+        return (_imap(top.section("imap"), "default", oauth, first=True),)
+    if top.has("imap"):
+        top.error("imap", "use imap: for one account or accounts: for several, not both")
+    accounts: list[ImapConfig] = []
+    first_line: dict[str, int] = {}
+    for section in top.sections("accounts", what="accounts (each item starting '- name:')"):
+        name = section.str("name", what="an account name", check=_check_account_name) or ""
+        if name in first_line:
+            section.error(
+                "name",
+                f"{section.name('name')}: account name {name!r} is used twice, at line "
+                f"{first_line[name]} and line {section.line('name')}",
+            )
+        first_line.setdefault(name, section.line("name"))
+        accounts.append(_imap(section, name, oauth, first=not accounts))
+    if not accounts:
+        top.error("accounts", "accounts must list at least one account")
+        accounts.append(_imap(top.section("imap"), "default", oauth, first=True))
+    return tuple(accounts)
+
+
+def _check_account_name(value: str) -> str | None:
+    if not ACCOUNT_NAME.fullmatch(value):
+        return "must be a short name of lower-case letters, digits, - and _ (like work)"
+    return None
+
+
+def _imap(s: Section, name: str, oauth: _OAuthPlace, *, first: bool) -> ImapConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
     d = _defaults(ImapConfig)
@@ -202,16 +260,15 @@ def _imap(s: Section, oauth: _OAuthPlace) -> ImapConfig:
     if auth == "oauth2":
         for key in ("password", "password_file"):
             if s.has(key):
-                s.error(key, f"imap.{key} is not used with imap.auth: oauth2")
+                s.error(key, f"{s.name(key)} is not used with {s.name('auth')}: oauth2")
                 s.raw(key)
-        oauth2 = _oauth2(
-            s, oauth, account=profiles.DEFAULT_ACCOUNT, username=username, imap=True,
-            smtp=oauth.smtp_shares,
-        )  # fmt: skip
+        # The token set is the account's: "default" for imap:, its name under accounts:.
+        sends = oauth.shares_with(username, first=first)
+        oauth2 = _oauth2(s, oauth, account=name, username=username, imap=True, smtp=sends)
         password = Secret("")
     else:
         if s.has("oauth2"):
-            s.error("oauth2", "imap.oauth2 is only used with imap.auth: oauth2")
+            s.error("oauth2", f"{s.name('oauth2')} is only used with {s.name('auth')}: oauth2")
             s.raw("oauth2")
         password = s.secret("password", required=True) or Secret("")
     config = ImapConfig(
@@ -228,6 +285,8 @@ def _imap(s: Section, oauth: _OAuthPlace) -> ImapConfig:
         ca_file=_ca_file(s),
         fetch_bytes=s.size("fetch_bytes", d["fetch_bytes"]),
         keyword=s.str("keyword", None, check=_check_keyword),
+        name=name,
+        max_connections=s.int("max_connections", None, minimum=1, maximum=100),
         auth=auth,
         oauth2=oauth2,
     )
@@ -250,7 +309,7 @@ def _ca_file(s: Section) -> str | None:
     return ca_file
 
 
-def _smtp(s: Section, imap: ImapConfig, oauth: _OAuthPlace) -> SmtpConfig:
+def _smtp(s: Section, accounts: tuple[ImapConfig, ...], oauth: _OAuthPlace) -> SmtpConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
     username = s.str("username", None)
@@ -263,26 +322,43 @@ def _smtp(s: Section, imap: ImapConfig, oauth: _OAuthPlace) -> SmtpConfig:
                 s.error(key, f"smtp.{key} is not used with smtp.auth: oauth2")
                 s.raw(key)
         if s.has("oauth2"):
+            if any(a.name == profiles.SMTP_ACCOUNT for a in accounts):
+                s.error(
+                    "oauth2",
+                    f"smtp.oauth2 keeps its tokens as account {profiles.SMTP_ACCOUNT!r}: "
+                    "rename the IMAP account of that name",
+                )
             oauth2 = _oauth2(
                 s, oauth, account=profiles.SMTP_ACCOUNT, username=username or "", imap=False,
                 smtp=True,
             )  # fmt: skip
             if username is None:
                 s.error(None, "smtp.username is required with smtp.auth: oauth2 (the login)")
-        elif imap.auth != "oauth2":
-            s.error(
-                "auth",
-                "smtp.auth: oauth2 needs smtp.oauth2, or imap.auth: oauth2 to share its sign-in",
-            )
         else:
-            oauth2 = imap.oauth2  # one sign-in for both: the scopes include sending
-            if username is not None and username != imap.username:
+            # Share an account's sign-in: the one with smtp.username as its username (or,
+            # without smtp.username, the first account); its scopes then include sending.
+            shared = next(
+                (a for i, a in enumerate(accounts) if oauth.shares_with(a.username, first=i == 0)),
+                None,
+            )
+            only = accounts[0] if len(accounts) == 1 else None
+            if shared is None and only is not None and only.auth == "oauth2":
                 s.error(
                     "username",
-                    f"smtp.username ({username}) must be imap.username ({imap.username}) to "
+                    f"smtp.username ({username}) must be imap.username ({only.username}) to "
                     "use imap's OAuth2 sign-in; leave it out, or give smtp.oauth2 its own",
                 )
-            username = imap.username
+            elif shared is None or shared.auth != "oauth2":
+                whose = (
+                    "imap.auth: oauth2"
+                    if only is not None
+                    else "an account with auth: oauth2 and smtp.username as its username"
+                )
+                s.error("auth", f"smtp.auth: oauth2 needs smtp.oauth2, or {whose} to share its "
+                        "sign-in")  # fmt: skip
+            else:
+                oauth2 = shared.oauth2  # one sign-in for both: the scopes include sending
+                username = shared.username
     else:
         if s.has("oauth2"):
             s.error("oauth2", "smtp.oauth2 is only used with smtp.auth: oauth2")
@@ -322,12 +398,22 @@ class _OAuthPlace:
 
     state: Path
     config_file: str
-    smtp_shares: bool = False  # smtp.auth: oauth2 without an own smtp.oauth2
+    #: With smtp.auth: oauth2 and no smtp.oauth2: smtp.username ("" if not given); else None.
+    smtp_user: str | None = None
+
+    def shares_with(self, username: str, *, first: bool) -> bool:
+        """Does SMTP send with this account's sign-in?"""
+        if self.smtp_user is None:
+            return False
+        return self.smtp_user == username if self.smtp_user else first
 
 
-def _shares_imap_oauth2(smtp: Section) -> bool:
+def _smtp_shares(smtp: Section) -> str | None:
     node = smtp.node
-    return node.get("auth") == "oauth2" and "oauth2" not in node
+    if node.get("auth") != "oauth2" or "oauth2" in node:
+        return None
+    user = node.get("username")
+    return str(user) if isinstance(user, str) else ""
 
 
 def _check_url(value: str) -> str | None:

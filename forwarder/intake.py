@@ -16,6 +16,7 @@ Nothing here schedules, sends or handles signals: that is the daemon's and deliv
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import Counter
@@ -24,7 +25,7 @@ from datetime import datetime
 
 from forwarder.backoff import Backoff
 from forwarder.clock import Clock
-from forwarder.config import Config
+from forwarder.config import Config, ImapConfig
 from forwarder.delivery.policy import ReadState
 from forwarder.gateway.request import new_message_id
 from forwarder.gateway.tracker import ReplyTracker
@@ -41,7 +42,7 @@ from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.records import LedgerEntry, OutboxItem, OutboxRow
 from forwarder.rules.ruleset import FORWARD, SKIP, Decision
-from forwarder.store import Store
+from forwarder.store import DEFAULT_ACCOUNT, Store
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ def _needs_text(decision: Decision) -> bool:
 
 
 class Intake:
-    """Reads one IMAP account: polls, IDLE, batches decided and committed with checkpoints.
+    """Reads one IMAP account (``name``, an item of ``config.accounts``): polls, IDLE,
+    batches decided and committed with checkpoints.
 
     ``wake()`` asks the daemon for a round (an IDLE announcement, a reconnection);
     ``retry_in(seconds)`` asks for one when the backoff ends; ``on_commit()`` is called after
@@ -73,9 +75,11 @@ class Intake:
         retry_in: Callable[[float], None],
         stopping: threading.Event,
         on_commit: Callable[[], None] = lambda: None,
+        name: str = DEFAULT_ACCOUNT,
     ) -> None:
+        self.name = name
         self.config = config
-        self.store = store
+        self.store = store.account(name)  # checkpoints, ledger and meta of this account
         self.tracker = tracker
         self.clock = clock
         self._wake = wake
@@ -90,11 +94,20 @@ class Intake:
         self._missing: set[str] = set()  # folders found missing (reported once)
         self._watchers: list[IdleWatchers] = []  # a list so that stopping them is one pop
         self.looked_at: set[str] = set()  # folders polled (or baselined) at least once
+        # The account's own round: one account down or slow never delays another.
+        self.round_lock = threading.Lock()
+        self.again = threading.Event()
+
+    @property
+    def imap(self) -> ImapConfig:
+        """This account's settings in the config of the moment."""
+        return self.config.account(self.name)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_idle(self) -> None:
-        if self.config.imap.idle and not self._stopping.is_set():
-            watchers = IdleWatchers(self.config.imap, self._idle_event)
+        imap = self.imap
+        if imap.idle_folders and not self._stopping.is_set():
+            watchers = IdleWatchers(imap, self._idle_event, folders=imap.idle_folders)
             self._watchers.append(watchers)
             watchers.start()
 
@@ -111,7 +124,7 @@ class Intake:
     def reconfigure(self, fresh: Config) -> None:
         """Take a reloaded config. New IMAP settings: new connections and a fresh backoff;
         the same ones: the operator may have fixed the account, so every wait ends now."""
-        changed = fresh.imap != self.config.imap
+        changed = fresh.account(self.name) != self.imap
         with self._lock:
             if changed:
                 self.stop_idle()
@@ -155,7 +168,7 @@ class Intake:
             kept = self.mailbox is not None
             try:
                 mailbox = self._connection()
-                for folder in self.config.imap.folders:
+                for folder in self.imap.folders:
                     if self._stopping.is_set():
                         return
                     self._poll_folder(mailbox, folder)
@@ -175,7 +188,7 @@ class Intake:
         now = self.clock.monotonic()
         # The late-arrival check costs a SEARCH when nothing is new: once per poll_interval.
         last = self._late_checked.get(folder)
-        check_late = last is None or now - last >= self.config.imap.poll_interval
+        check_late = last is None or now - last >= self.imap.poll_interval
         try:
             poll_folder(mailbox, self.store, folder, self._handle_batch, check_late=check_late)
         except FolderMissing as exc:
@@ -221,9 +234,7 @@ class Intake:
     def _succeeded(self) -> None:
         failures = self.backoff.succeeded()
         if failures:
-            logger.info(
-                "IMAP %s works again after %d failed attempt(s)", self.config.imap.host, failures
-            )
+            logger.info("IMAP %s works again after %d failed attempt(s)", self.imap.host, failures)
             self.reachable()  # an IDLE thread may be in a long backoff
         self.store.set_meta("last_poll", str(self.clock.time()))
         self.store.set_meta("last_poll_error", "")
@@ -235,7 +246,7 @@ class Intake:
                     f"IMAP unreachable ({self.backoff.last_error}); next try in "
                     f"{self.backoff.remaining():.0f} s"
                 )
-            mailbox = Mailbox(self.config.imap)
+            mailbox = Mailbox(self.imap)
             mailbox.connect()
             self.mailbox = mailbox
         return self.mailbox
@@ -311,7 +322,7 @@ class Intake:
         counts = Counter(e.action for e in entries)
         logger.info(
             "%s: %s",
-            batch.folder,
+            batch.folder if self.name == DEFAULT_ACCOUNT else f"{self.name}:{batch.folder}",
             ", ".join(f"{n} {_PAST.get(action, action)}" for action, n in sorted(counts.items()))
             + (f"; {len(outbox)} SMS queued" if outbox else ""),
         )
@@ -326,8 +337,8 @@ class Intake:
         decided again once their text is here, since the guards may read it.
         """
         if self.config.ruleset.needs_body:
-            return [(mail, None) for mail in batch.with_text(batch.mails)]
-        decided = [(mail, self._header_decision(mail, now)) for mail in batch.mails]
+            return [(self._own(mail), None) for mail in batch.with_text(batch.mails)]
+        decided = [(mail, self._header_decision(mail, now)) for mail in map(self._own, batch.mails)]
         wanted = [mail for mail, decision in decided if decision is None or _needs_text(decision)]
         if not wanted:
             return decided
@@ -336,9 +347,15 @@ class Intake:
         asked = {mail.uid for mail in wanted}
         decisions = {mail.uid: decision for mail, decision in decided}
         return [
-            (mail, None if mail.uid in asked else decisions[mail.uid])
+            (self._own(mail), None if mail.uid in asked else decisions[mail.uid])
             for mail in batch.with_text(wanted)
         ]
+
+    def _own(self, mail: Mail) -> Mail:
+        """The mail, saying which account it came from (rules may match on ``account``)."""
+        if mail.account == self.name:
+            return mail
+        return dataclasses.replace(mail, account=self.name)
 
     def _header_decision(self, mail: Mail, now: datetime) -> Decision | None:
         """The rules' decision on the headers alone; None if deciding raised (plan() meets

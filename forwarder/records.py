@@ -90,3 +90,4 @@ class OutboxRow:
     attempted_at: float | None = None
     duplicate_of: int | None = None
     summary_id: int | None = None
+    account: str = "default"

@@ -34,7 +34,8 @@ from forwarder.delivery.policy import DAY, HOUR, MINUTE, Candidate, SendCounts
 from forwarder.delivery.states import ANSWERABLE, DELIVERED, ORIGINALS, UNDER_WAY, State, check
 from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every folder-keyed row is keyed by account as well
+DEFAULT_ACCOUNT = "default"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -43,13 +44,16 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 -- Per folder: everything with UID <= last_uid in this UIDVALIDITY has been decided.
 CREATE TABLE IF NOT EXISTS checkpoints (
-    folder      TEXT PRIMARY KEY,
+    account     TEXT NOT NULL DEFAULT 'default',
+    folder      TEXT NOT NULL,
     uidvalidity INTEGER NOT NULL,
     last_uid    INTEGER NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (account, folder)
 );
 -- Every mail looked at and what was decided: the ledger behind 'never twice'.
 CREATE TABLE IF NOT EXISTS handled (
+    account     TEXT NOT NULL DEFAULT 'default',
     folder      TEXT NOT NULL,
     uidvalidity INTEGER NOT NULL,
     uid         INTEGER NOT NULL,
@@ -58,7 +62,7 @@ CREATE TABLE IF NOT EXISTS handled (
     rule        TEXT,
     reason      TEXT NOT NULL,
     at          REAL NOT NULL,
-    PRIMARY KEY (folder, uidvalidity, uid)
+    PRIMARY KEY (account, folder, uidvalidity, uid)
 );
 -- One row per SMS request: kind 'mail' (one per mail and recipient) or 'summary' (of held
 -- mail; folder '' and a negative uid). state: pending → sending → in_doubt → sent, or
@@ -67,6 +71,7 @@ CREATE TABLE IF NOT EXISTS handled (
 CREATE TABLE IF NOT EXISTS outbox (
     id                INTEGER PRIMARY KEY,
     kind              TEXT NOT NULL DEFAULT 'mail',
+    account           TEXT NOT NULL DEFAULT 'default',
     folder            TEXT NOT NULL,
     uidvalidity       INTEGER NOT NULL,
     uid               INTEGER NOT NULL,
@@ -96,7 +101,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     duplicate_of      INTEGER,
     summary_id        INTEGER,
     previous_ids      TEXT NOT NULL DEFAULT '',  -- Message-IDs of earlier tries (MSG:XXX resend)
-    UNIQUE (folder, uidvalidity, uid, recipient)
+    UNIQUE (account, folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
 -- One message in two watched folders (or delivered twice) must cost one SMS.
@@ -113,6 +118,7 @@ CREATE INDEX IF NOT EXISTS sends_at ON sends (at);
 -- Gateway replies (BANNED, FORBIDDEN, NO LIST, MSG:XXX, AUTH, ...), kept 90 days.
 CREATE TABLE IF NOT EXISTS replies (
     id                 INTEGER PRIMARY KEY,
+    account            TEXT NOT NULL DEFAULT 'default',
     folder             TEXT NOT NULL,
     uidvalidity        INTEGER NOT NULL,
     uid                INTEGER NOT NULL,
@@ -122,7 +128,7 @@ CREATE TABLE IF NOT EXISTS replies (
     detail             TEXT NOT NULL,
     request_message_id TEXT,
     tie                TEXT NOT NULL,
-    UNIQUE (folder, uidvalidity, uid)
+    UNIQUE (account, folder, uidvalidity, uid)
 );
 CREATE TABLE IF NOT EXISTS blocked (
     recipient TEXT PRIMARY KEY,
@@ -145,6 +151,7 @@ CREATE TABLE IF NOT EXISTS circuit (
 @dataclass(frozen=True)
 class ReplyRow:
     id: int
+    account: str
     folder: str
     uidvalidity: int
     uid: int
@@ -183,15 +190,52 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
+            version = self._schema_version()
+            if version is not None and version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer forwarder (schema {version}); "
+                    "upgrade forwarder"
+                )
+            if version == 1:
+                self._migrate_from_1()
             self._db.executescript(_SCHEMA)
-        version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} was written by a newer forwarder (schema {version}); "
-                "upgrade forwarder"
-            )
+        self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _schema_version(self) -> int | None:
+        """The version a state file was written with; None for a new file."""
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if found is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row["value"]) if row else None
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 → 2: the folder-keyed tables get an ``account`` column (``default``).
+
+        SQLite cannot change a primary key in place, so each table is rebuilt: renamed,
+        created anew, copied, dropped; all in one transaction, so a crash midway leaves
+        schema 1 as it was.
+        """
+        tables = ("checkpoints", "handled", "outbox", "replies")
+        with self.transaction() as db:
+            for index in ("outbox_state", "handled_message_id", "outbox_dedup"):
+                db.execute(f"DROP INDEX IF EXISTS {index}")
+            for table in tables:
+                db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+            for statement in _statements(_SCHEMA):
+                db.execute(statement)
+            for table in tables:
+                columns = [r["name"] for r in db.execute(f"PRAGMA table_info({table}_v1)")]
+                names = ", ".join(columns)
+                db.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_v1")
+                db.execute(f"DROP TABLE {table}_v1")
+            db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+    def account(self, name: str) -> AccountStore:
+        """This state file as one account's intake sees it (its checkpoints and ledger)."""
+        return AccountStore(self, name)
 
     def close(self) -> None:
         with self._lock:
@@ -232,53 +276,68 @@ class Store:
             )
 
     # -- checkpoints --------------------------------------------------------------------------
-    def checkpoint(self, folder: str) -> Checkpoint | None:
+    def checkpoint(self, folder: str, *, account: str = DEFAULT_ACCOUNT) -> Checkpoint | None:
         rows = self._query(
-            "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+            "SELECT uidvalidity, last_uid FROM checkpoints WHERE account = ? AND folder = ?",
+            (account, folder),
         )
         return Checkpoint(rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else None
 
-    def checkpoints(self) -> dict[str, tuple[Checkpoint, float]]:
-        rows = self._query("SELECT * FROM checkpoints ORDER BY folder")
+    def checkpoints(self) -> dict[tuple[str, str], tuple[Checkpoint, float]]:
+        """Every checkpoint: (account, folder) → (checkpoint, when it last moved)."""
+        rows = self._query("SELECT * FROM checkpoints ORDER BY account, folder")
         return {
-            r["folder"]: (Checkpoint(r["uidvalidity"], r["last_uid"]), r["updated_at"])
+            (r["account"], r["folder"]): (
+                Checkpoint(r["uidvalidity"], r["last_uid"]),
+                r["updated_at"],
+            )
             for r in rows
         }
 
-    def baseline(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+    def baseline(
+        self, folder: str, uidvalidity: int, last_uid: int, *, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         """Start (or restart, after a UIDVALIDITY change) a folder without forwarding its mail."""
         with self.transaction() as db:
-            self._set_checkpoint(db, folder, uidvalidity, last_uid)
+            self._set_checkpoint(db, account, folder, uidvalidity, last_uid)
 
     def _set_checkpoint(
-        self, db: sqlite3.Connection, folder: str, uidvalidity: int, last_uid: int
+        self, db: sqlite3.Connection, account: str, folder: str, uidvalidity: int, last_uid: int
     ) -> None:
         db.execute(
-            "INSERT INTO checkpoints (folder, uidvalidity, last_uid, updated_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET "
+            "INSERT INTO checkpoints (account, folder, uidvalidity, last_uid, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, folder) DO UPDATE SET "
             "uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, "
             "updated_at = excluded.updated_at",
-            (folder, uidvalidity, last_uid, self.clock()),
+            (account, folder, uidvalidity, last_uid, self.clock()),
         )
 
     def forwarded_as(self, message_id: str) -> str | None:
-        """``folder/UID`` of a mail with this Message-ID that was forwarded, if any."""
+        """``folder/UID`` (``account:folder/UID`` beyond the default account) of a mail with
+        this Message-ID that was forwarded, in any account: one message costs one SMS."""
         rows = self._query(
-            "SELECT folder, uid FROM handled WHERE message_id = ? AND action = 'forward' LIMIT 1",
+            "SELECT account, folder, uid FROM handled WHERE message_id = ? "
+            "AND action = 'forward' LIMIT 1",
             (message_id,),
         )
-        return f"{rows[0]['folder']}/{rows[0]['uid']}" if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        where = f"{r['folder']}/{r['uid']}"
+        return where if r["account"] == DEFAULT_ACCOUNT else f"{r['account']}:{where}"
 
-    def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
+    def handled_uids(
+        self, folder: str, uidvalidity: int, uids: Iterable[int], *, account: str = DEFAULT_ACCOUNT
+    ) -> set[int]:
         wanted = list(uids)
         found: set[int] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._query(
-                "SELECT uid FROM handled WHERE folder = ? AND uidvalidity = ? "
+                "SELECT uid FROM handled WHERE account = ? AND folder = ? AND uidvalidity = ? "
                 f"AND uid IN ({marks})",
-                (folder, uidvalidity, *chunk),
+                (account, folder, uidvalidity, *chunk),
             )
             found.update(r["uid"] for r in rows)
         return found
@@ -291,6 +350,7 @@ class Store:
         outbox: Sequence[OutboxItem],
         *,
         advance_to: int | None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
         """Write decisions, queue SMS and advance the checkpoint: all or nothing.
 
@@ -301,23 +361,27 @@ class Store:
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO handled "
-                "(folder, uidvalidity, uid, message_id, action, rule, reason, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "(account, folder, uidvalidity, uid, message_id, action, rule, reason, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (folder, uidvalidity, h.uid, h.message_id, h.action, h.rule, h.reason, now)
+                    (account, folder, uidvalidity, h.uid, h.message_id, h.action, h.rule,
+                     h.reason, now)
                     for h in handled
                 ],
-            )
+            )  # fmt: skip
             db.executemany(
-                _INSERT_OUTBOX, [_outbox_values(folder, uidvalidity, o, now) for o in outbox]
+                _INSERT_OUTBOX,
+                [_outbox_values(account, folder, uidvalidity, o, now) for o in outbox],
             )
             if advance_to is not None:
                 current = db.execute(
-                    "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+                    "SELECT uidvalidity, last_uid FROM checkpoints "
+                    "WHERE account = ? AND folder = ?",
+                    (account, folder),
                 ).fetchone()
                 stale = current is None or current["uidvalidity"] != uidvalidity
                 if stale or advance_to > current["last_uid"]:
-                    self._set_checkpoint(db, folder, uidvalidity, advance_to)
+                    self._set_checkpoint(db, account, folder, uidvalidity, advance_to)
 
     # -- outbox -------------------------------------------------------------------------------
     def due(self, now: float | None = None, limit: int = 100) -> list[OutboxRow]:
@@ -498,7 +562,9 @@ class Store:
             lowest = db.execute("SELECT MIN(uid) FROM outbox WHERE folder = ''").fetchone()[0]
             uid = min(lowest or 0, 0) - 1  # summaries: folder '' and a fresh negative uid
             summary = dataclasses.replace(item, uid=uid, kind="summary")
-            cursor = db.execute(_INSERT_OUTBOX, _outbox_values("", 0, summary, now))
+            cursor = db.execute(
+                _INSERT_OUTBOX, _outbox_values(DEFAULT_ACCOUNT, "", 0, summary, now)
+            )
             summary_id = int(cursor.lastrowid or 0)
             db.executemany(
                 "UPDATE outbox SET summary_id = ?, updated_at = ? WHERE id = ?",
@@ -553,13 +619,16 @@ class Store:
         request_message_id: str | None,
         tie: str,
         received_at: float,
+        account: str = DEFAULT_ACCOUNT,
     ) -> bool:
-        """Record a reply once (keyed on folder/uidvalidity/uid); False if already recorded."""
+        """Record a reply once (keyed on account/folder/uidvalidity/uid); False if already."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO replies (folder, uidvalidity, uid, received_at, code, "
-                "msg_code, detail, request_message_id, tie) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO replies (account, folder, uidvalidity, uid, received_at, "
+                "code, msg_code, detail, request_message_id, tie) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    account,
                     folder,
                     uidvalidity,
                     uid,
@@ -666,16 +735,68 @@ class Store:
 
 
 _INSERT_OUTBOX = (
-    "INSERT OR IGNORE INTO outbox (kind, folder, uidvalidity, uid, source_message_id, rule, "
-    "recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, message_id, "
-    "state, created_at, updated_at, due_at, not_before, unless_read, dedup_key) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO outbox (kind, account, folder, uidvalidity, uid, source_message_id, "
+    "rule, recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, "
+    "message_id, state, created_at, updated_at, due_at, not_before, unless_read, dedup_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def _outbox_values(folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, one at a time (executescript would COMMIT first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+
+
+class AccountStore:
+    """One account's view of the state file: the calls intake and the checkpoints make,
+    with the account filled in. Meta keys get the account's prefix beyond ``default``."""
+
+    def __init__(self, store: Store, account: str) -> None:
+        self.store = store
+        self.name = account
+        self._meta_prefix = "" if account == DEFAULT_ACCOUNT else f"{account}:"
+
+    def checkpoint(self, folder: str) -> Checkpoint | None:
+        return self.store.checkpoint(folder, account=self.name)
+
+    def baseline(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        self.store.baseline(folder, uidvalidity, last_uid, account=self.name)
+
+    def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
+        return self.store.handled_uids(folder, uidvalidity, uids, account=self.name)
+
+    def record_batch(
+        self,
+        folder: str,
+        uidvalidity: int,
+        handled: Sequence[LedgerEntry],
+        outbox: Sequence[OutboxItem],
+        *,
+        advance_to: int | None,
+    ) -> None:
+        self.store.record_batch(
+            folder, uidvalidity, handled, outbox, advance_to=advance_to, account=self.name
+        )
+
+    def forwarded_as(self, message_id: str) -> str | None:
+        return self.store.forwarded_as(message_id)  # across accounts: one message, one SMS
+
+    def get_meta(self, key: str) -> str | None:
+        return self.store.get_meta(self._meta_prefix + key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.store.set_meta(self._meta_prefix + key, value)
+
+
+def _outbox_values(account: str, folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
     return (
         o.kind,
+        account,
         folder,
         uidvalidity,
         o.uid,

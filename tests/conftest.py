@@ -200,6 +200,7 @@ def daemons() -> Iterator[list[Any]]:
     made: list[Any] = []
     yield made
     for daemon in made:
-        daemon.intake.close()
+        for intake in daemon.intakes.values():
+            intake.close()
         daemon.delivery.close()
         daemon.store.close()

@@ -260,3 +260,49 @@ def test_the_readme_outlook_example_passes_check(tmp_path: Path) -> None:
     loaded = config_module.load(config)
     assert loaded.smtp.oauth2 is loaded.imap.oauth2
     assert loaded.imap.oauth2.token_url.startswith("https://login.microsoftonline.com/consumers/")
+
+
+def test_each_account_has_its_own_sign_in_and_smtp_shares_the_one_it_names(tmp_path) -> None:
+    config = load(tmp_path, """\
+        accounts:
+          - name: home
+            host: imap.example.com
+            username: me@example.com
+            password: x
+          - name: work
+            host: outlook.office365.com
+            username: me@contoso.com
+            auth: oauth2
+            oauth2: {provider: microsoft, client_id: app-id}
+        smtp:
+          host: smtp.office365.com
+          security: starttls
+          username: me@contoso.com
+          auth: oauth2
+          from: me@contoso.com
+        state: /var/lib/forwarder/state.db
+    """)  # fmt: skip
+    home, work = config.accounts
+    assert home.oauth2 is None and work.oauth2 is not None
+    assert work.oauth2.account == "work"
+    assert work.oauth2.token_file == Path("/var/lib/forwarder/oauth2-work.json")
+    assert work.oauth2.login_command.endswith("--account work")
+    assert profiles.MICROSOFT_SMTP_SCOPE in work.oauth2.scopes
+    assert config.smtp.oauth2 is work.oauth2
+
+
+def test_an_account_oauth2_mistake_names_the_account(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        accounts:
+          - name: work
+            host: outlook.office365.com
+            username: me@contoso.com
+            auth: oauth2
+            password: x
+            oauth2: {provider: microsoft, client_id: app-id, mechanism: oauthbearer}
+    """, SMTP)  # fmt: skip
+    assert found == [
+        "6: accounts[0].password is not used with accounts[0].auth: oauth2",
+        "7: accounts[0].oauth2: Microsoft accepts only XOAUTH2 on IMAP, not OAUTHBEARER: use "
+        "mechanism: xoauth2",
+    ]

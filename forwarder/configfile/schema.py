@@ -300,6 +300,25 @@ class Section:
                 out.append(scalar_text(item))
         return out
 
+    def sections(self, key: str, *, what: str = "mappings") -> list[Section]:
+        """A list of mappings, each as a Section named ``key[i]`` at its own line."""
+        present, value = self._value(key, [], f"a list of {what}")
+        if not present:
+            return []
+        if not isinstance(value, YList):
+            self.error(key, f"{self.name(key)} must be a list of {what}, not {type_name(value)}")
+            return []
+        return [
+            Section(
+                item,
+                f"{self.name(key)}[{index}]",
+                self.problems,
+                file=self.file,
+                line=value.line_of(index),
+            )
+            for index, item in enumerate(value)
+        ]
+
     def section(self, key: str) -> Section:
         self._read.add(key)
         return Section(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from forwarder.backoff import Backoff
 from forwarder.config import ImapConfig
@@ -201,12 +201,14 @@ class IdleWatcher:
 class IdleWatchers:
     """One ``IdleWatcher`` per configured folder, started and stopped together."""
 
-    def __init__(self, config: ImapConfig, notify: Notify) -> None:
+    def __init__(
+        self, config: ImapConfig, notify: Notify, *, folders: Sequence[str] | None = None
+    ) -> None:
         self.config = config
         self._said_unsupported = threading.Event()
         self.watchers = [
             IdleWatcher(config, folder, notify, on_unsupported=self._unsupported)
-            for folder in config.folders
+            for folder in (config.folders if folders is None else folders)
         ]
 
     def start(self) -> None:
