@@ -34,19 +34,19 @@ from forwarder.configfile.schema import Secret  # noqa: E402
 from forwarder.imap.checkpoints import poll_folder  # noqa: E402
 from forwarder.imap.connection import Mailbox  # noqa: E402
 from forwarder.store import Store  # noqa: E402
-from tests.configs import write_config  # noqa: E402
-from tests.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
-from tests.servers import wait_until  # noqa: E402
-from tests.servers.dovecot import DovecotServer  # noqa: E402
-from tests.servers.gateway import GatewaySimulator  # noqa: E402
-from tests.servers.mails import make_mail  # noqa: E402
+from tests.support.configs import write_config  # noqa: E402
+from tests.support.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
+from tests.support.servers import wait_until  # noqa: E402
+from tests.support.servers.dovecot import DovecotServer  # noqa: E402
+from tests.support.servers.gateway import GatewaySimulator  # noqa: E402
+from tests.support.servers.mails import make_mail  # noqa: E402
 
 USER = "bench"
 NO_LIMITS = {"per_minute": 100_000, "per_hour": 100_000, "per_day": 100_000, "dedup_window": 0}
 
 
 class Account:
-    """What ``tests.configs.write_config`` needs to know about the IMAP side."""
+    """What ``tests.support.configs.write_config`` needs to know about the IMAP side."""
 
     def __init__(self, server: DovecotServer) -> None:
         self.host, self.port, self.user, self.password = (

@@ -9,7 +9,7 @@ import pytest
 from forwarder.mail import Mail
 from forwarder.rules.guards import GUARD_NAMES, GuardContext
 from forwarder.rules.ruleset import RuleSet
-from tests.test_rules import MONDAY_NOON, compiled, make_mail
+from tests.support.rules import MONDAY_NOON, compiled, make_mail
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "mikel-mail"
 OWN_FROM = "forwarder@example.com"

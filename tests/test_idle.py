@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 
 from forwarder.imap.idle import CONNECTED, NEW_MAIL, IdleWatcher
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import wait_until
-from tests.servers.dovecot import DovecotServer, find_binary
-from tests.servers.mails import make_mail
-from tests.test_mailbox import imap_config
+from tests.support.configs import imap_config, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.servers import wait_until
+from tests.support.servers.dovecot import DovecotServer, find_binary
+from tests.support.servers.mails import make_mail
 
 NO_POLL = 300  # seconds: a poll interval no test outlives, so what arrives came by IDLE
 PUSH_DEADLINE = 3.0  # seconds from APPEND to the SMS at the gateway with IDLE

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.config import ImapConfig
 from forwarder.configfile.schema import Secret
 from forwarder.imap.connection import (
     AuthError,
@@ -28,27 +27,14 @@ from forwarder.imap.connection import (
 )
 from forwarder.mail import Mail
 from forwarder.text.transform import body_text
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import LOOPBACK
-from tests.servers.dovecot import find_binary
-from tests.servers.mails import make_mail
+from tests.support.configs import imap_config, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.servers import LOOPBACK
+from tests.support.servers.dovecot import find_binary
+from tests.support.servers.mails import make_mail
 
 CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 BIG_ATTACHMENT = 19 * 1024 * 1024  # bytes of PDF: about 25 MB once base64-encoded
-
-
-def imap_config(account, **overrides) -> ImapConfig:
-    """Plaintext to the test server as ``account``; ``overrides`` replace any field."""
-    config = ImapConfig(
-        host=account.host,
-        port=account.port,
-        security="plain",
-        username=account.user,
-        password=Secret(account.password),
-        timeout=5,
-    )
-    return dataclasses.replace(config, **overrides)
 
 
 class CountingProxy:

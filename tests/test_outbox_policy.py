@@ -33,8 +33,8 @@ from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.store import Store
 from forwarder.text.smstext import SmsOptions, sms_length
-from tests.configs import write_config
-from tests.servers.mails import make_mail
+from tests.support.configs import write_config
+from tests.support.servers.mails import make_mail
 
 T0 = 1_800_000_000.0
 LIMITS = LimitsConfig(per_minute=5, per_hour=30, per_day=100, dedup_window=600)

@@ -9,7 +9,7 @@ import pytest
 
 from forwarder.delivery.policy import Candidate, SendCounts
 from forwarder.store import Handled, OutboxItem, Store
-from tests.delivery_support import T0, FakeClock
+from tests.support.delivery import T0, FakeClock
 
 
 def item(uid: int, *, key: str | None = None, not_before: float = T0, **extra) -> OutboxItem:

@@ -9,7 +9,7 @@ import pytest
 
 from forwarder.rules.ruleset import RuleSet
 from forwarder.rules.ruletests import DEFAULT_TEST_TIME, run_rule_tests
-from tests.test_rules import KYIV, load
+from tests.support.rules import KYIV, load
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "mikel-mail"
 
