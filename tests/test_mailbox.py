@@ -32,8 +32,8 @@ from tests.support.daemonproc import DaemonProcess
 from tests.support.servers import LOOPBACK
 from tests.support.servers.dovecot import find_binary
 from tests.support.servers.mails import make_mail
+from tests.support.shared import shared_dir
 
-CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 BIG_ATTACHMENT = 19 * 1024 * 1024  # bytes of PDF: about 25 MB once base64-encoded
 
 
@@ -102,9 +102,8 @@ def big_mail(text: str = "The quarterly report is attached.") -> bytes:
 # -- partial fetch ----------------------------------------------------------------------------
 def test_every_corpus_mail_reads_the_same_fetched_partially(imap_user) -> None:
     """The rebuilt message has the body and attachment verdict of the whole mail."""
-    files = sorted(CORPUS.rglob("*.eml"))
-    if not files:
-        pytest.skip(f"no corpus under {CORPUS}")
+    files = sorted((shared_dir() / "corpus").rglob("*.eml"))
+    assert files
     server, user = imap_user.server, imap_user.user
     source = {server.append(user, "INBOX", path.read_bytes()): path for path in files}
     # Large enough that no text part is cut: the comparison is then exact.

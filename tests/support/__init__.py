@@ -6,4 +6,5 @@
 - ``daemonproc``: ``forwarder run`` as a child process, with its checkpoints to wait on.
 - ``delivery``: an in-process daemon on an injected clock, for the delivery tests.
 - ``rules``: compile a rules text, build a mail, the fixed times the rule tests decide at.
+- ``shared``: the ``../shared`` folder beside the repository, for the tests that read it.
 """
