@@ -16,11 +16,12 @@ from pathlib import Path
 from forwarder import __version__
 from forwarder import config as config_module
 from forwarder.config import Config, ConfigError
+from forwarder.delivery.states import FINAL, State
+from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
 from forwarder.ops import logs
-from forwarder.pipeline import quotes_gateway_secret, sms_options
+from forwarder.pipeline import plan
 from forwarder.store import Store
-from forwarder.text.transform import render
 
 EX_OK = 0
 EX_FAIL = 1
@@ -57,24 +58,34 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument(
-            "--config", "-c", default=DEFAULT_CONFIG, metavar="FILE",
+            "--config",
+            "-c",
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
             help=f"the YAML config file (default {DEFAULT_CONFIG})",
-        )  # fmt: skip
+        )
         p.set_defaults(func=func)
         return p
 
     run = command("run", "Run the daemon: watch IMAP, forward important mail as SMS.", _run)
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                     help="override log_level from the config")  # fmt: skip
-    run.add_argument("--log-format", choices=config_module.LOG_FORMATS,
-                     help="override log_format from the config: plain lines (default, for "
-                     "journald) or one JSON object per line")  # fmt: skip
+    run.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="override log_level from the config",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=config_module.LOG_FORMATS,
+        help="override log_format from the config: plain lines (default, for journald) "
+        "or one JSON object per line",
+    )
 
     command("check", "Validate the config file without touching any server.", _check)
     command(
-        "test", "Run the rule tests written in the config's tests: section (exit 1 on failure).",
+        "test",
+        "Run the rule tests written in the config's tests: section (exit 1 on failure).",
         _test,
-    )  # fmt: skip
+    )
 
     trial = command(
         "try", "Dry run on one saved mail: which rule decides, and the exact SMS.", _try
@@ -123,9 +134,12 @@ def _run(args: argparse.Namespace) -> int:
         daemon = Daemon(config)
     except sqlite3.DatabaseError as exc:
         # A corrupt file will not heal by restarting: say so and stop the restart loop.
-        logger.error("the state file %s is unusable (%s); move it aside to start afresh "
-                     "(forwarder then forwards only mail that arrives from now on)",
-                     config.state, exc)  # fmt: skip
+        logger.error(
+            "the state file %s is unusable (%s); move it aside to start afresh "
+            "(forwarder then forwards only mail that arrives from now on)",
+            config.state,
+            exc,
+        )
         return EX_CONFIG
     except RuntimeError as exc:  # a state file from a newer forwarder
         logger.error("%s", exc)
@@ -178,38 +192,38 @@ def _try(args: argparse.Namespace) -> int:
         print(f"{args.mail}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EX_NOINPUT
     mail = Mail(raw, folder=args.folder, flags=frozenset())
-    now = datetime.now(UTC)
-    decision = config.ruleset.decide(mail, now, explain=args.explain)
+    # The daemon's own plan, so try can never disagree with run about a mail.
+    planned = plan(
+        mail,
+        config,
+        datetime.now(UTC),
+        explain=args.explain,
+        new_message_id=lambda: new_message_id(config.delivery.message_id_domain),
+    )
+    decision = planned.decision
+    forwarded = planned.sms is not None and bool(planned.outbox)
     result: dict = {
-        "action": decision.action,
+        "action": "forward"
+        if forwarded
+        else ("skip" if decision.action == "forward" else decision.action),
         "rule": decision.rule,
-        "reason": decision.reason,
+        "reason": planned.entry.reason,
         "sms": None,
     }
     if args.explain:
         result["trace"] = list(decision.trace)
-    sms = None
-    if decision.action == "forward" and not decision.gateway_reply:
-        sms = render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
-        if quotes_gateway_secret(config.gateway, mail, sms.text):  # as the daemon decides
-            result["action"] = "skip"
-            result["reason"] = (
-                f"{decision.reason}; but it quotes the gateway Subject with forwarder's "
-                "password or API key (a gateway reply or a copy of a request?)"
-            )
-            sms = None
-    if sms is not None:
-        requests = config.gateway.requests(decision.options.sender)
+    if forwarded and planned.sms is not None:
+        sms, first = planned.sms, planned.outbox[0]
         result["sms"] = {
-            "to": requests[0].to,
-            "subject": requests[0].masked_subject,
+            "to": first.to_addr,
+            "subject": first.subject_masked,
             "text": sms.text,
             "length": sms.length,
             "encoding": sms.encoding,
             "segments": sms.segments,
         }
-        if len(requests) > 1:
-            result["sms"]["also_to"] = [r.to for r in requests[1:]]
+        if len(planned.outbox) > 1:
+            result["sms"]["also_to"] = [item.to_addr for item in planned.outbox[1:]]
         if decision.options.delay:
             result["sms"]["delay_seconds"] = decision.options.delay
         if decision.hold_until is not None:
@@ -438,8 +452,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"SENDING PAUSED: the gateway said {circuit['code']} — {explain(code)}")
         print(f"            next probe SMS: {_ago(circuit['probe_at'])}")
     for entry in data["blocked"]:
-        print(f"blocked:    {entry['recipient']} ({entry['reason']}); "
-              f"'forwarder unblock {entry['recipient']}' to allow it")  # fmt: skip
+        print(
+            f"blocked:    {entry['recipient']} ({entry['reason']}); "
+            f"'forwarder unblock {entry['recipient']}' to allow it"
+        )
     if data["gateway_errors"]:
         print("gateway replies:")
     for entry in data["gateway_errors"]:
@@ -454,9 +470,9 @@ def _status(args: argparse.Namespace) -> int:
         preview = " ".join(item["text"].split())
         preview = preview[:60] + ("…" if len(preview) > 60 else "")
         print(f"  {when:%m-%d %H:%M} {item['state']:<9} {item['rule'] or '-':<12} {preview}")
-        if item.get("reason") and item["state"] in ("held", "duplicate", "cancelled", "failed"):
+        if item.get("reason") and State(item["state"]) in FINAL:
             print(f"      {item['state']}: {item['reason']}")
-        elif item["last_error"] and item["state"] != "sent":
+        elif item["last_error"] and item["state"] != State.SENT:
             print(f"      last error: {item['last_error']}")
     return EX_OK
 

@@ -7,22 +7,26 @@ without further checks, or raises ``ConfigError`` carrying every problem as
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
 import shlex
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from forwarder.configfile.schema import Problems, Secret, Section
 from forwarder.configfile.yamlsource import ConfigError, Problem, load_file
+from forwarder.delivery.policy import LimitsConfig
 from forwarder.gateway import account as gateway
 from forwarder.gateway.account import Account, Auth, Mode
 from forwarder.rules.guards import DEFAULT_REPLY_FROM
 from forwarder.rules.ruleset import GuardContext, RuleSet, compile_ruleset
-from forwarder.text.smstext import SmsOptions, validate_template
+from forwarder.rules.ruletests import load_rule_tests
+from forwarder.text.smstext import SMS_MAX_CHARS, SmsOptions, validate_template
 
 DEFAULT_STATE = "/var/lib/forwarder/state.db"
 SECURITY = ("tls", "starttls", "plain")
@@ -59,6 +63,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    """A settings dataclass's field defaults: each default is written once, in its field."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not MISSING}
+
+
 @dataclass(frozen=True)
 class ImapConfig:
     host: str
@@ -69,9 +78,7 @@ class ImapConfig:
     folders: tuple[str, ...] = ("INBOX",)
     poll_interval: float = 60.0  # the safety-net poll, also the only mechanism when idle is off
     idle: bool = True  # RFC 2177 push where the server offers it
-    idle_renew: float = (
-        600.0  # re-issue IDLE this often; RFC 2177 says servers may drop it at 29 min
-    )
+    idle_renew: float = 600.0  # re-issue IDLE this often; RFC 2177: servers may drop it at 29 min
     timeout: float = 30.0  # every socket operation; nothing may block for ever
     ca_file: str | None = None
     fetch_bytes: int = 4096  # how much of each text part to fetch: the SMS needs only the start
@@ -100,16 +107,6 @@ class DeliveryConfig:
     retry_backoff_max: float = 900.0  # ... up to this
     unless_read_wait: float = 900.0  # unless_read and IMAP down: wait this long, then send
     message_id_domain: str = "forwarder.invalid"
-
-
-@dataclass(frozen=True)
-class LimitsConfig:
-    """A wallet guard across all rules; a held SMS is summarised, never silently dropped."""
-
-    per_minute: int = 5
-    per_hour: int = 30
-    per_day: int = 100
-    dedup_window: float = 600.0  # same sender + subject within this many seconds → one SMS
 
 
 @dataclass(frozen=True)
@@ -185,7 +182,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     sms = _sms(top.section("sms"), account.max_length)
     state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
     log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    log_format = top.str("log_format", "plain", choices=LOG_FORMATS)
+    log_format = top.str("log_format", _defaults(Config)["log_format"], choices=LOG_FORMATS)
     metrics = _metrics(top.section("metrics"))
     health = _health(top.section("health"))
     alerts = _alerts(top.section("alerts"))
@@ -197,6 +194,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         gateway_domain=account.domain if account else gateway.DEFAULT_DOMAIN,
     )
     ruleset = compile_ruleset(top, context)
+    ruleset = ruleset.with_tests(load_rule_tests(top, ruleset.names, ruleset.timezone))
     top.finish()
     if problems:
         raise ConfigError(problems.items)
@@ -261,7 +259,8 @@ def _security(section: Section, host: str | None) -> str:
 def _imap(s: Section) -> ImapConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
-    folders = s.str_list("folders", ["INBOX"], what="folder names")
+    d = _defaults(ImapConfig)
+    folders = s.str_list("folders", list(d["folders"]), what="folder names")
     if not folders:
         s.error("folders", "imap.folders must name at least one folder")
     config = ImapConfig(
@@ -270,13 +269,13 @@ def _imap(s: Section) -> ImapConfig:
         security=security,
         username=s.str("username") or "",
         password=s.secret("password", required=True) or Secret(""),
-        folders=tuple(folders or ["INBOX"]),
-        poll_interval=s.duration("poll_interval", 60, minimum=1),
-        idle=s.bool("idle", True),
-        idle_renew=s.duration("idle_renew", 600, minimum=10),
-        timeout=s.duration("timeout", 30, minimum=1),
+        folders=tuple(folders or d["folders"]),
+        poll_interval=s.duration("poll_interval", d["poll_interval"], minimum=1),
+        idle=s.bool("idle", d["idle"]),
+        idle_renew=s.duration("idle_renew", d["idle_renew"], minimum=10),
+        timeout=s.duration("timeout", d["timeout"], minimum=1),
         ca_file=_ca_file(s),
-        fetch_bytes=s.size("fetch_bytes", 4096),
+        fetch_bytes=s.size("fetch_bytes", d["fetch_bytes"]),
         keyword=s.str("keyword", None, check=_check_keyword),
     )
     if config.idle_renew >= 29 * 60:
@@ -305,6 +304,7 @@ def _smtp(s: Section) -> SmtpConfig:
     password = s.secret("password", required=username is not None)
     if password is not None and username is None:
         s.error("password", "smtp.password is set but smtp.username is not")
+    d = _defaults(SmtpConfig)
     from_addr = s.str("from", what="an e-mail address") or ""
     if from_addr and not _BARE_ADDRESS.match(from_addr):
         # It is the From: header and the SMTP envelope sender, and the own-mail guard compares
@@ -320,9 +320,9 @@ def _smtp(s: Section) -> SmtpConfig:
         username=username,
         password=password,
         from_addr=from_addr,
-        timeout=s.duration("timeout", 30, minimum=1),
+        timeout=s.duration("timeout", d["timeout"], minimum=1),
         ca_file=_ca_file(s),
-        allow_plaintext_secrets=s.bool("allow_plaintext_secrets", False),
+        allow_plaintext_secrets=s.bool("allow_plaintext_secrets", d["allow_plaintext_secrets"]),
     )
     s.finish()
     return config
@@ -363,12 +363,11 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
         s.error("api_key", "gateway.api_key must be one token: no ';', spaces or line breaks")
     if password is not None and any(c in password.reveal() for c in ";\r\n"):
         s.error("password", "gateway.password cannot contain ';' or line breaks (Subject syntax)")
-    max_length = s.int(
-        "max_length", gateway.SMS_MAX_CHARS, minimum=1, maximum=gateway.SMS_MAX_CHARS
-    )
+    max_length = s.int("max_length", SMS_MAX_CHARS, minimum=1, maximum=SMS_MAX_CHARS)
     reply_from = tuple(s.str_list("reply_from", list(DEFAULT_REPLY_FROM), what="address patterns"))
-    pause = s.duration("pause", 3600, minimum=1)
-    probe_wait = s.duration("probe_wait", 300, minimum=1)
+    d = _defaults(Config)
+    pause = s.duration("pause", d["pause"], minimum=1)
+    probe_wait = s.duration("probe_wait", d["probe_wait"], minimum=1)
 
     # Which of the seed document's modes a–e the combination names; anything else is impossible.
     if mode is Mode.OWN_NUMBER and auth is not Auth.NONE:
@@ -423,15 +422,16 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
 
 
 def _delivery(s: Section) -> DeliveryConfig:
+    d = _defaults(DeliveryConfig)
     config = DeliveryConfig(
-        on_doubt=s.str("on_doubt", "alert", choices=("alert", "resend")),
-        max_age=s.duration("max_age", 6 * 3600, minimum=60),
-        retry_attempts=s.int("retry_attempts", 3, minimum=1, maximum=20),
-        retry_backoff=s.duration("retry_backoff", 30, minimum=1),
-        retry_backoff_max=s.duration("retry_backoff_max", 900, minimum=1),
-        unless_read_wait=s.duration("unless_read_wait", 900),
+        on_doubt=s.str("on_doubt", d["on_doubt"], choices=("alert", "resend")),
+        max_age=s.duration("max_age", d["max_age"], minimum=60),
+        retry_attempts=s.int("retry_attempts", d["retry_attempts"], minimum=1, maximum=20),
+        retry_backoff=s.duration("retry_backoff", d["retry_backoff"], minimum=1),
+        retry_backoff_max=s.duration("retry_backoff_max", d["retry_backoff_max"], minimum=1),
+        unless_read_wait=s.duration("unless_read_wait", d["unless_read_wait"]),
         message_id_domain=s.str(
-            "message_id_domain", "forwarder.invalid", what="a domain", check=check_domain
+            "message_id_domain", d["message_id_domain"], what="a domain", check=check_domain
         ),
     )
     if config.retry_backoff_max < config.retry_backoff:
@@ -445,11 +445,12 @@ def _delivery(s: Section) -> DeliveryConfig:
 
 
 def _limits(s: Section) -> LimitsConfig:
+    d = _defaults(LimitsConfig)
     config = LimitsConfig(
-        per_minute=s.int("per_minute", 5, minimum=1),
-        per_hour=s.int("per_hour", 30, minimum=1),
-        per_day=s.int("per_day", 100, minimum=1),
-        dedup_window=s.duration("dedup_window", 600),
+        per_minute=s.int("per_minute", d["per_minute"], minimum=1),
+        per_hour=s.int("per_hour", d["per_hour"], minimum=1),
+        per_day=s.int("per_day", d["per_day"], minimum=1),
+        dedup_window=s.duration("dedup_window", d["dedup_window"]),
     )
     s.finish()
     return config
@@ -472,7 +473,7 @@ def _sms(s: Section, max_length: int) -> SmsOptions:
 
 
 def _metrics(s: Section) -> MetricsConfig:
-    allow_remote = s.bool("allow_remote", False)
+    allow_remote = s.bool("allow_remote", _defaults(MetricsConfig)["allow_remote"])
     raw = s.str("listen", None, what='an address like "127.0.0.1:9187"')
     listen = None
     if raw is not None:
@@ -532,9 +533,10 @@ def _health(s: Section) -> HealthConfig:
 
 
 def _alerts(s: Section) -> AlertsConfig:
+    d = _defaults(AlertsConfig)
     config = AlertsConfig(
-        enabled=s.bool("enabled", True),
-        imap_down_after=s.duration("imap_down_after", 1800, minimum=60),
+        enabled=s.bool("enabled", d["enabled"]),
+        imap_down_after=s.duration("imap_down_after", d["imap_down_after"], minimum=60),
     )
     s.finish()
     return config

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forwarder.delivery.policy import DAY, HOUR, MINUTE, ORIGINAL_STATES, Candidate, SendCounts
+from forwarder.delivery.policy import DAY, HOUR, MINUTE, Candidate, SendCounts
+from forwarder.delivery.states import ANSWERABLE, DELIVERED, ORIGINALS, UNDER_WAY, State, check
+from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow
 
 SCHEMA_VERSION = 1
 
@@ -139,80 +141,6 @@ CREATE TABLE IF NOT EXISTS circuit (
     probe_sent   REAL
 );
 """
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    uidvalidity: int
-    last_uid: int
-
-
-@dataclass(frozen=True)
-class Handled:
-    """The decision about one mail, written with the checkpoint that covers it."""
-
-    uid: int
-    message_id: str
-    action: str
-    rule: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """An SMS to send, as the pipeline hands it to the store (no secrets in here)."""
-
-    uid: int
-    source_message_id: str
-    rule: str | None
-    recipient: str
-    to_addr: str
-    sender: str
-    subject_masked: str
-    text: str
-    message_id: str
-    not_before: float
-    unless_read: bool = False
-    dedup_key: str | None = None
-    state: str = "pending"
-    mail_from: str = ""
-    mail_subject: str = ""
-    kind: str = "mail"
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    folder: str
-    uidvalidity: int
-    uid: int
-    source_message_id: str
-    rule: str | None
-    recipient: str
-    to_addr: str
-    sender: str
-    subject_masked: str
-    text: str
-    message_id: str
-    state: str
-    created_at: float
-    updated_at: float
-    not_before: float
-    unless_read: bool
-    attempts: int
-    last_error: str | None
-    sent_at: float | None
-    dedup_key: str | None
-    previous_ids: str = ""
-    kind: str = "mail"
-    mail_from: str = ""
-    mail_subject: str = ""
-    reason: str | None = None
-    due_at: float = 0.0
-    retries: int = 0
-    attempted_at: float | None = None
-    duplicate_of: int | None = None
-    summary_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -373,7 +301,7 @@ class Store:
         self,
         folder: str,
         uidvalidity: int,
-        handled: Sequence[Handled],
+        handled: Sequence[LedgerEntry],
         outbox: Sequence[OutboxItem],
         *,
         advance_to: int | None,
@@ -411,84 +339,123 @@ class Store:
         then oldest first."""
         now = self.clock() if now is None else now
         rows = self._query(
-            "SELECT * FROM outbox WHERE state = 'pending' AND not_before <= ? "
+            "SELECT * FROM outbox WHERE state = ? AND not_before <= ? "
             "ORDER BY kind = 'summary' DESC, not_before, id LIMIT ?",
-            (now, limit),
+            (State.PENDING.value, now, limit),
         )
         return [_outbox_row(r) for r in rows]
 
-    def outbox_in(self, *states: str) -> list[OutboxRow]:
+    def outbox_in(self, *states: State) -> list[OutboxRow]:
         marks = ",".join("?" * len(states))
-        rows = self._query(f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY id", states)
+        rows = self._query(
+            f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY id", [s.value for s in states]
+        )
         return [_outbox_row(r) for r in rows]
 
     def outbox_row(self, row_id: int) -> OutboxRow | None:
         rows = self._query("SELECT * FROM outbox WHERE id = ?", (row_id,))
         return _outbox_row(rows[0]) if rows else None
 
-    def set_state(
+    # Named transitions: each is one commit, checked against ``delivery.states.TRANSITIONS``
+    # in the same transaction, so an illegal move raises instead of being written.
+    def _move(
         self,
+        db: sqlite3.Connection,
         row_id: int,
-        state: str,
-        *,
-        error: str | None = None,
-        attempt: bool = False,
-        not_before: float | None = None,
-        reason: str | None = None,
+        new: State,
+        sets: str = "",
+        params: Sequence[Any] = (),
     ) -> None:
-        """Move a row to ``state``, committed before this returns (``attempt``: one more try)."""
-        now = self.clock()
+        found = db.execute("SELECT state FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if found is None:
+            raise KeyError(f"no outbox row {row_id}")
+        check(found["state"], new)
+        db.execute(
+            f"UPDATE outbox SET state = ?, updated_at = ?{sets} WHERE id = ?",
+            (new.value, self.clock(), *params, row_id),
+        )
+
+    def start_attempt(self, row_id: int) -> None:
+        """``sending``: one more SMTP attempt begins (nothing is sent before this commit)."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = ?, updated_at = ?, "
-                "last_error = COALESCE(?, last_error), attempts = attempts + ?, "
-                "attempted_at = CASE WHEN ? THEN ? ELSE attempted_at END, "
-                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
-                "not_before = COALESCE(?, not_before), reason = COALESCE(?, reason) WHERE id = ?",
-                (state, now, error, int(attempt), int(attempt), now, state, now, not_before,
-                 reason, row_id),
-            )  # fmt: skip
+            self._move(
+                db,
+                row_id,
+                State.SENDING,
+                ", attempts = attempts + 1, attempted_at = ?",
+                (self.clock(),),
+            )
 
     def before_dot(self, row_id: int) -> None:
         """``in_doubt``, and one more entry in the sends log, in one commit: from the final
         dot on, the gateway may have the request (and bill it)."""
         now = self.clock()
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'in_doubt', updated_at = ? WHERE id = ?", (now, row_id)
-            )
+            self._move(db, row_id, State.IN_DOUBT)
             db.execute("INSERT INTO sends (outbox_id, at) VALUES (?, ?)", (row_id, now))
+
+    def mark_sent(self, row_id: int, *, how: str | None = None) -> None:
+        """``sent``: the server said 250 after the final dot (or ``how`` a receipt proved it)."""
+        with self.transaction() as db:
+            self._move(
+                db,
+                row_id,
+                State.SENT,
+                ", sent_at = ?, reason = COALESCE(?, reason)",
+                (self.clock(), how),
+            )
+
+    def mark_in_doubt(self, row_id: int, *, error: str) -> None:
+        """Still ``in_doubt``, with the error that cut the send off after the final dot."""
+        with self.transaction() as db:
+            self._move(db, row_id, State.IN_DOUBT, ", last_error = ?", (error,))
 
     def retry_later(self, row_id: int, *, error: str, not_before: float) -> None:
         """Back to ``pending`` after a transient failure, not before ``not_before``."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'pending', updated_at = ?, last_error = ?, "
-                "retries = retries + 1, not_before = ? WHERE id = ?",
-                (self.clock(), error, not_before, row_id),
+            self._move(
+                db,
+                row_id,
+                State.PENDING,
+                ", last_error = ?, retries = retries + 1, not_before = ?",
+                (error, not_before),
             )
 
-    def settle(
-        self, row_id: int, state: str, reason: str, *, duplicate_of: int | None = None
-    ) -> None:
-        """A final state reached without sending: held, duplicate, cancelled or failed."""
+    def wait(self, row_id: int, *, error: str | None = None, reason: str | None = None) -> None:
+        """``pending`` without a new backoff: the row waits (halted sender, unless_read, a
+        restart after a send that never reached the final dot)."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = ?, reason = ?, duplicate_of = ?, updated_at = ? "
-                "WHERE id = ?",
-                (state, reason, duplicate_of, self.clock(), row_id),
+            self._move(
+                db,
+                row_id,
+                State.PENDING,
+                ", last_error = COALESCE(?, last_error), reason = COALESCE(?, reason)",
+                (error, reason),
             )
+
+    def fail(self, row_id: int, *, error: str) -> None:
+        """``failed`` for good: a permanent error a person must look at."""
+        with self.transaction() as db:
+            self._move(db, row_id, State.FAILED, ", last_error = ?, reason = ?", (error, error))
+
+    def settle(
+        self, row_id: int, state: State, reason: str, *, duplicate_of: int | None = None
+    ) -> None:
+        """A final state reached without sending: held, duplicate or cancelled."""
+        with self.transaction() as db:
+            self._move(db, row_id, state, ", reason = ?, duplicate_of = ?", (reason, duplicate_of))
 
     def expire(self, due_before: float, reason: str) -> list[OutboxRow]:
         """Pending rows due before ``due_before`` become ``failed`` (delivery.max_age)."""
         with self.transaction() as db:
             rows = db.execute(
-                "SELECT * FROM outbox WHERE state = 'pending' AND due_at < ? ORDER BY id",
-                (due_before,),
+                "SELECT * FROM outbox WHERE state = ? AND due_at < ? ORDER BY id",
+                (State.PENDING.value, due_before),
             ).fetchall()
+            check(State.PENDING, State.FAILED)
             db.executemany(
-                "UPDATE outbox SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?",
-                [(reason, self.clock(), r["id"]) for r in rows],
+                "UPDATE outbox SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+                [(State.FAILED.value, reason, self.clock(), r["id"]) for r in rows],
             )
         return [_outbox_row(r) for r in rows]
 
@@ -508,24 +475,26 @@ class Store:
 
     def dedup_candidates(self, dedup_key: str, recipient: str, exclude: int) -> list[Candidate]:
         """Other rows with this dedup key and recipient that went out or were held."""
-        marks = ",".join("?" * len(ORIGINAL_STATES))
+        marks = ",".join("?" * len(ORIGINALS))
         rows = self._query(
             "SELECT id, state, created_at FROM outbox WHERE dedup_key = ? AND recipient = ? "
             f"AND id != ? AND state IN ({marks}) ORDER BY id",
-            (dedup_key, recipient, exclude, *ORIGINAL_STATES),
+            (dedup_key, recipient, exclude, *sorted(ORIGINALS)),
         )
-        return [Candidate(r["id"], r["state"], r["created_at"]) for r in rows]
+        return [Candidate(r["id"], State(r["state"]), r["created_at"]) for r in rows]
 
     def held_unsummarised(self) -> list[OutboxRow]:
         rows = self._query(
-            "SELECT * FROM outbox WHERE state = 'held' AND summary_id IS NULL ORDER BY id"
+            "SELECT * FROM outbox WHERE state = ? AND summary_id IS NULL ORDER BY id",
+            (State.HELD.value,),
         )
         return [_outbox_row(r) for r in rows]
 
     def summary_pending(self) -> bool:
+        marks = ",".join("?" * len(UNDER_WAY))
         rows = self._query(
-            "SELECT 1 FROM outbox WHERE kind = 'summary' AND state IN "
-            "('pending', 'sending') LIMIT 1"
+            f"SELECT 1 FROM outbox WHERE kind = 'summary' AND state IN ({marks}) LIMIT 1",
+            sorted(UNDER_WAY),
         )
         return bool(rows)
 
@@ -548,14 +517,16 @@ class Store:
         """Make rows waiting out a retry backoff due again (after a restart: try at once)."""
         with self.transaction() as db:
             return db.execute(
-                "UPDATE outbox SET not_before = due_at WHERE state = 'pending' "
-                "AND not_before > due_at AND retries > 0"
+                "UPDATE outbox SET not_before = due_at WHERE state = ? "
+                "AND not_before > due_at AND retries > 0",
+                (State.PENDING.value,),
             ).rowcount
 
     def waiting_for_read(self) -> int:
         """unless_read SMS not sent yet: their delay runs, or IMAP has not answered yet."""
         rows = self._query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND unless_read = 1"
+            "SELECT COUNT(*) AS n FROM outbox WHERE state = ? AND unless_read = 1",
+            (State.PENDING.value,),
         )
         return int(rows[0]["n"])
 
@@ -563,31 +534,50 @@ class Store:
         rows = self._query("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
         return [_outbox_row(r) for r in rows]
 
-    def count_states(self) -> dict[str, int]:
+    def count_states(self) -> dict[State, int]:
         rows = self._query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
-        return {r["state"]: r["n"] for r in rows}
+        return {State(r["state"]): r["n"] for r in rows}
 
     def sent_since(self, since: float) -> int:
+        marks = ",".join("?" * len(DELIVERED))
         rows = self._query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE state IN ('sent', 'in_doubt', 'sending') "
+            f"SELECT COUNT(*) AS n FROM outbox WHERE state IN ({marks}) "
             "AND COALESCE(sent_at, updated_at) >= ?",
-            (since,),
+            (*sorted(DELIVERED), since),
         )
         return int(rows[0]["n"])
 
     # -- the reply tracker: replies, blocked recipients, the circuit ---------------------------
     def add_reply(
-        self, folder: str, uidvalidity: int, uid: int, *, code: str, msg_code: str | None,
-        detail: str, request_message_id: str | None, tie: str, received_at: float,
-    ) -> bool:  # fmt: skip
+        self,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        *,
+        code: str,
+        msg_code: str | None,
+        detail: str,
+        request_message_id: str | None,
+        tie: str,
+        received_at: float,
+    ) -> bool:
         """Record a reply once (keyed on folder/uidvalidity/uid); False if already recorded."""
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO replies (folder, uidvalidity, uid, received_at, code, "
                 "msg_code, detail, request_message_id, tie) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (folder, uidvalidity, uid, received_at, code, msg_code, detail,
-                 request_message_id, tie),
-            )  # fmt: skip
+                (
+                    folder,
+                    uidvalidity,
+                    uid,
+                    received_at,
+                    code,
+                    msg_code,
+                    detail,
+                    request_message_id,
+                    tie,
+                ),
+            )
             return cursor.rowcount == 1
 
     def replies(self, limit: int = 20, *, request_message_id: str | None = None) -> list[ReplyRow]:
@@ -606,20 +596,24 @@ class Store:
 
     def sent_requests(self, since: float) -> list[sqlite3.Row]:
         """Requests that reached the gateway (or may have) since ``since``, for tying replies."""
+        marks = ",".join("?" * len(ANSWERABLE))
         return self._query(
             "SELECT o.*, EXISTS (SELECT 1 FROM replies r WHERE r.request_message_id = o.message_id)"
-            " AS answered FROM outbox o WHERE o.state IN ('sent', 'in_doubt') "
+            f" AS answered FROM outbox o WHERE o.state IN ({marks}) "
             "AND COALESCE(o.sent_at, o.updated_at) >= ? ORDER BY o.id",
-            (since,),
+            (*sorted(ANSWERABLE), since),
         )
 
     def resend_as(self, row_id: int, message_id: str, not_before: float) -> None:
         """Queue a row again under a new Message-ID, remembering the old one."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET previous_ids = TRIM(previous_ids || ' ' || message_id), "
-                "message_id = ?, state = 'pending', not_before = ?, updated_at = ? WHERE id = ?",
-                (message_id, not_before, self.clock(), row_id),
+            self._move(
+                db,
+                row_id,
+                State.PENDING,
+                ", previous_ids = TRIM(previous_ids || ' ' || message_id), "
+                "message_id = ?, not_before = ?",
+                (message_id, not_before),
             )
 
     def outbox_by_message_id(self, message_id: str) -> OutboxRow | None:
@@ -688,13 +682,32 @@ _INSERT_OUTBOX = (
 
 def _outbox_values(folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
     return (
-        o.kind, folder, uidvalidity, o.uid, o.source_message_id, o.rule, o.recipient, o.to_addr,
-        o.sender, o.subject_masked, o.text, o.mail_from, o.mail_subject, o.message_id, o.state,
-        now, now, o.not_before, o.not_before, int(o.unless_read), o.dedup_key,
-    )  # fmt: skip
+        o.kind,
+        folder,
+        uidvalidity,
+        o.uid,
+        o.source_message_id,
+        o.rule,
+        o.recipient,
+        o.to_addr,
+        o.sender,
+        o.subject_masked,
+        o.text,
+        o.mail_from,
+        o.mail_subject,
+        o.message_id,
+        o.state.value,
+        now,
+        now,
+        o.not_before,
+        o.not_before,
+        int(o.unless_read),
+        o.dedup_key,
+    )
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
     values = dict(r)
     values["unless_read"] = bool(values["unless_read"])
+    values["state"] = State(values["state"])
     return OutboxRow(**values)

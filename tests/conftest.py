@@ -153,6 +153,6 @@ def daemons() -> Iterator[list[Any]]:
     made: list[Any] = []
     yield made
     for daemon in made:
-        daemon._disconnect()
-        daemon.sender.close()
+        daemon.intake.close()
+        daemon.delivery.close()
         daemon.store.close()

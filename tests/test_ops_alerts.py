@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from forwarder.imap.connection import AuthError, CertificateError, ConnectionLost, MailboxError
-from forwarder.ops.alerts import ImapOutage, Trouble, classify, observe
+from forwarder.ops.alerts import ImapOutage, Trouble, observe
+from forwarder.ops.runtime import classify
 from forwarder.text.smstext import is_gsm7
 
 KYIV = timezone(timedelta(hours=3))

@@ -9,7 +9,13 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from forwarder.delivery.states import State
 from forwarder.ops.metrics import Metrics, MetricsServer
+
+
+def outbox(**counts: float) -> dict[tuple, float]:
+    """The forwarder_outbox series: every state, 0 unless given."""
+    return {(("state", str(s)),): counts.get(str(s), 0.0) for s in State}
 
 
 def scrape(address: tuple[str, int]) -> dict[str, dict[tuple, float]]:
@@ -59,12 +65,14 @@ def test_every_metric_is_served_and_parses(served) -> None:
         (("action", "error"),): 0.0,  # known series exist from the start, at 0
     }
     assert got["forwarder_sms_total"][(("state", "sent"),)] == 1.0
-    assert got["forwarder_sms_total"][(("state", "failed"),)] == 0.0
+    assert set(got["forwarder_sms_total"]) == {  # every settled state exists from the start
+        (("state", s),) for s in ("sent", "in_doubt", "failed", "held", "duplicate", "cancelled")
+    }
     assert got["forwarder_gateway_errors_total"] == {
         (("code", "AUTH"),): 1.0,
         (("code", "MSG"),): 2.0,  # MSG:xyz is one series, not one per code
     }
-    assert got["forwarder_outbox"] == {(("state", "pending"),): 2.0, (("state", "sent"),): 5.0}
+    assert got["forwarder_outbox"] == outbox(pending=2.0, sent=5.0)
     assert got["forwarder_circuit_open"] == {(): 1.0}
     assert got["forwarder_last_poll_timestamp_seconds"] == {(): 1714550000.5}
     assert got["forwarder_up"] == {(("folder", "INBOX"),): 1.0, (("folder", "Alerts"),): 0.0}
@@ -73,14 +81,14 @@ def test_every_metric_is_served_and_parses(served) -> None:
 def test_gauges_follow_the_state_of_the_moment(served) -> None:
     metrics, address = served
     metrics.set_outbox({"pending": 2})
-    metrics.set_outbox({"sent": 1})  # nothing pending any more: 0, not the stale 2
+    metrics.set_outbox({"sent": 1})
     metrics.set_circuit(False)
     metrics.set_up("INBOX", True)
     metrics.set_up("Old", True)
     metrics.forget_folder("Old")  # no longer configured
     metrics.forget_folder("never watched")
     got = scrape(address)
-    assert got["forwarder_outbox"] == {(("state", "pending"),): 0.0, (("state", "sent"),): 1.0}
+    assert got["forwarder_outbox"] == outbox(sent=1.0)  # pending back to 0, not a stale 2
     assert got["forwarder_circuit_open"] == {(): 0.0}
     assert got["forwarder_up"] == {(("folder", "INBOX"),): 1.0}
 

@@ -91,7 +91,7 @@ def test_reload_applies_new_delivery_retry_attempts(tmp_path: Path, gateway) -> 
     try:
         write_config(path, imap, gateway, delivery={"retry_attempts": 7})  # smtp: unchanged
         assert daemon.reload()
-        daemon._flush_outbox()  # nothing queued: no SMTP connection
+        daemon.delivery.flush(daemon.clock())  # nothing queued: no SMTP connection
         assert daemon.sender.attempts == 7
     finally:
         daemon.shutdown()

@@ -134,11 +134,17 @@ def test_banned_blocks_only_that_number_until_unblocked(
     gateway = answering_tls_gateway
     server, user = imap_user.server, imap_user.user
     config = write_config(
-        tmp_path / "f.yaml", imap_user, gateway,
+        tmp_path / "f.yaml",
+        imap_user,
+        gateway,
         smtp={"security": "starttls", "ca_file": str(gateway.ca_file)},
-        gateway={"mode": "phone", "auth": "api_key", "api_key": "KEY123",
-                 "recipients": [RECIPIENT_A, RECIPIENT_B]},
-    )  # fmt: skip
+        gateway={
+            "mode": "phone",
+            "auth": "api_key",
+            "api_key": "KEY123",
+            "recipients": [RECIPIENT_A, RECIPIENT_B],
+        },
+    )
     gateway.reply_with("BANNED")  # answers the first request, the one to A
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()

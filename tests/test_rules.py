@@ -15,6 +15,7 @@ from forwarder.configfile.yamlsource import Problem, load_text
 from forwarder.mail import Mail
 from forwarder.rules.guards import GuardContext
 from forwarder.rules.ruleset import Decision, RuleOptions, RuleSet, compile_ruleset
+from forwarder.rules.ruletests import load_rule_tests
 
 KYIV = ZoneInfo("Europe/Kyiv")
 MONDAY_NOON = datetime(2026, 1, 5, 12, 0, tzinfo=KYIV)  # 2026-01-05 is a Monday
@@ -33,6 +34,7 @@ def load(
     problems.extend(loaded)
     top = Section(document, "", problems, file=file, line=1)
     ruleset = compile_ruleset(top, context or GuardContext())
+    ruleset = ruleset.with_tests(load_rule_tests(top, ruleset.names, ruleset.timezone))
     top.finish()
     return ruleset, problems.items
 

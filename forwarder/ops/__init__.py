@@ -14,7 +14,9 @@ config file, the state file or a mailbox, so each is tested on its own.
 
 May import: the standard library, ``prometheus_client`` (``metrics`` only),
 ``forwarder.configfile`` and ``forwarder.config`` (settings values),
-``forwarder.gateway.account`` (the mask), ``forwarder.imap.connection`` (its error
+``forwarder.gateway.account`` (the mask), ``forwarder.delivery.states`` (the outbox
+states, for metrics); ``runtime`` alone also ``forwarder.imap.connection`` (its error
 classes, to sort failures) and ``forwarder.imap.idle`` (its time budgets). Never the
-daemon, the store, the rules or delivery.
+daemon, the store, the rules or the delivery edge. ``status``, ``readiness`` and
+``alerts`` are pure (the pyproject import contract holds them to it).
 """

@@ -24,9 +24,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
-from forwarder.imap.connection import AuthError, CertificateError
-
-__all__ = ["Alert", "ImapOutage", "Trouble", "classify", "observe"]
+__all__ = ["Alert", "ImapOutage", "Trouble", "observe"]
 
 DEFAULT_AFTER = 30 * 60.0
 
@@ -37,15 +35,6 @@ class Trouble(enum.Enum):
     AUTH = "auth"  # the server refused the login: password, expired token, locked account
     TLS = "tls"  # the certificate was refused
     UNREACHABLE = "unreachable"  # no connection: server down, DNS, network
-
-
-def classify(error: BaseException) -> Trouble:
-    """Sort an IMAP failure (``forwarder.imap.connection.MailboxError``)."""
-    if isinstance(error, AuthError):
-        return Trouble.AUTH
-    if isinstance(error, CertificateError):
-        return Trouble.TLS
-    return Trouble.UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -109,7 +98,8 @@ def observe(
     """One round's outcome against the mailbox: the next state, and an SMS to queue or None.
 
     ``ok``: every folder was read (or the connection worked); else ``trouble`` says why
-    (``classify(error)``). ``now`` is Unix time; times in the texts are local (``tz``).
+    (``runtime.classify(error)`` sorts an IMAP error). ``now`` is Unix time; times in the
+    texts are local (``tz``).
     While down the "cannot" SMS is queued once, when the outage has lasted ``after``; the
     "works again" SMS only if the first one was. ``enabled=False`` keeps the state but
     never queues.

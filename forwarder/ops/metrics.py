@@ -22,12 +22,15 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import start_http_server
 
+from forwarder.delivery.states import FINAL, State
+
 __all__ = ["DEFAULT_PORT", "Metrics", "MetricsServer"]
 
 DEFAULT_PORT = 9187
 
 MAIL_ACTIONS = ("forward", "skip", "error")
-SMS_STATES = ("sent", "failed", "in_doubt", "held", "duplicate", "cancelled")
+#: Where an SMS settles (counted once each): final states, and the two a send ends in.
+SMS_STATES = tuple(sorted({State.SENT, State.IN_DOUBT} | FINAL))
 
 
 class Metrics:
@@ -79,12 +82,13 @@ class Metrics:
             "forwarder_up", "1 while the folder's IDLE connection is up.", ["folder"], registry=r
         )
         self._lock = threading.Lock()
-        self._outbox_states: set[str] = set()
+        self._outbox_states: set[str] = {str(state) for state in State}
         # Series that exist at 0 from the start: rate() and alerts need no "absent()" dance.
         for action in actions:
             self.mails.labels(action=action)
         for state in sms_states:
-            self.sms.labels(state=state)
+            self.sms.labels(state=str(state))
+        self.set_outbox({})  # every state at 0
 
     # -- updates ------------------------------------------------------------------------------
     def mail_decided(self, action: str, count: int = 1) -> None:

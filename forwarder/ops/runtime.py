@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from forwarder.config import Config, HealthConfig, MetricsConfig
+from forwarder.imap.connection import AuthError, CertificateError
 from forwarder.imap.idle import connect_budget
 from forwarder.ops import logs
-from forwarder.ops.alerts import Alert, ImapOutage, classify, observe
+from forwarder.ops.alerts import Alert, ImapOutage, Trouble, observe
 from forwarder.ops.health import HealthPinger, where
 from forwarder.ops.metrics import Metrics, MetricsServer
 from forwarder.ops.systemd import Notifier, watchdog_interval
@@ -35,7 +36,7 @@ from forwarder.ops.watchdog import Progress, Watch, WatchdogPinger, round_bound
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ROUND", "Operations"]
+__all__ = ["ROUND", "Operations", "classify", "round_timeout"]
 
 ROUND = "the round loop"
 
@@ -49,6 +50,15 @@ class _Watcher(Protocol):
 
 class _Watchers(Protocol):
     watchers: list  # of _Watcher
+
+
+def classify(error: BaseException) -> Trouble:
+    """Sort an IMAP failure (``forwarder.imap.connection.MailboxError``) for the alert text."""
+    if isinstance(error, AuthError):
+        return Trouble.AUTH
+    if isinstance(error, CertificateError):
+        return Trouble.TLS
+    return Trouble.UNREACHABLE
 
 
 def round_timeout(config: Config) -> float:

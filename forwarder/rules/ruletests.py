@@ -27,16 +27,14 @@ from datetime import date, datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from forwarder.configfile.schema import Section, type_name
 from forwarder.configfile.yamlsource import YList
 from forwarder.mail import Mail
 from forwarder.rules.guards import GUARD_NAMES
 from forwarder.rules.patterns import wall_clock_to_aware
-
-if TYPE_CHECKING:  # rules imports this module to read tests: while compiling
-    from forwarder.rules.ruleset import Decision, RuleSet
+from forwarder.rules.ruleset import Decision, RuleSet
 
 logger = logging.getLogger(__name__)
 
