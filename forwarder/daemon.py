@@ -70,6 +70,14 @@ class Daemon:
         self._again = threading.Event()
         self._stopping = threading.Event()
         self.rounds = 0  # completed rounds, for tests and status
+        # Delivery runs in its own thread, woken by every commit that queued SMS: the first
+        # important mail of a 5 000-mail backlog leaves while the next batch is fetched.
+        self._delivery_lock = threading.Lock()  # a flush, or a reload swapping the sender
+        self._deliver_now = threading.Event()
+        self._delivery_thread: threading.Thread | None = None
+        #: Set once every folder has been looked at (or, IMAP down, every folder has a
+        #: checkpoint to resume from): mail that arrives after it is always forwarded.
+        self.ready = threading.Event()
         self.tracker = ReplyTracker(
             self.store,
             pause=config.pause,
@@ -87,6 +95,7 @@ class Daemon:
             wake=self.wake,
             retry_in=self._schedule_retry,
             stopping=self._stopping,
+            on_commit=self._deliver_now.set,
         )
         self.delivery = Delivery(
             config,
@@ -128,6 +137,10 @@ class Daemon:
             misfire_grace_time=None,
         )
         self.scheduler.start()
+        self._delivery_thread = threading.Thread(
+            target=self._delivery_loop, name="delivery", daemon=True
+        )
+        self._delivery_thread.start()
         self.intake.start_idle()
         logger.info(
             "forwarder started: %s as %s, folders %s, polling every %gs%s",
@@ -141,9 +154,12 @@ class Daemon:
     def shutdown(self) -> None:
         """Wait for the round in progress to finish, then close everything."""
         self._stopping.set()
+        self._deliver_now.set()
         self.intake.stop_idle()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self._delivery_thread is not None:
+            self._delivery_thread.join()  # the SMS in flight is finished and committed
         self.intake.close()
         self.delivery.close()
         self.store.set_meta("stopped_at", str(self.clock.time()))
@@ -180,7 +196,7 @@ class Daemon:
                 logger.error("reload refused: %s", problem)
             logger.error("reload refused: keeping the rules and settings already running")
             return False
-        with self._round_lock:
+        with self._round_lock, self._delivery_lock:
             if (
                 self.scheduler.running
                 and fresh.imap.poll_interval != self.config.imap.poll_interval
@@ -233,7 +249,8 @@ class Daemon:
             while not self._stopping.is_set():
                 self._again.clear()
                 self.intake.poll()
-                self.delivery.flush(self.clock())
+                self._deliver_now.set()  # due rows (delays, retries) are looked at each round
+                self._check_ready()
                 if not self._again.is_set():
                     break
             self.rounds += 1
@@ -259,3 +276,38 @@ class Daemon:
                 replace_existing=True,
                 misfire_grace_time=None,
             )
+
+    def _check_ready(self) -> None:
+        if self.ready.is_set():
+            return
+        folders = set(self.config.imap.folders)
+        resumable = all(self.store.checkpoint(folder) is not None for folder in folders)
+        if folders <= self.intake.looked_at or (not self.intake.backoff.due() and resumable):
+            self.store.set_meta("ready_at", str(self.clock.time()))
+            self.ready.set()
+
+    # -- delivery ---------------------------------------------------------------------------
+    def _delivery_loop(self) -> None:
+        """Flush whenever a commit queued SMS, a round ended, or the next row comes due."""
+        while not self._stopping.is_set():
+            self._deliver_now.wait(self._until_next_due())
+            self._deliver_now.clear()
+            if self._stopping.is_set():
+                break
+            self.flush()
+
+    def flush(self) -> None:
+        """One delivery pass now. Never raises: the delivery thread must live on."""
+        with self._delivery_lock:
+            try:
+                self.delivery.flush(self.clock())
+            except Exception:
+                logger.exception("unexpected error while sending; the next pass will try again")
+
+    def _until_next_due(self) -> float:
+        """Seconds until the next pending row comes due, within [0.05, poll_interval]."""
+        interval = self.config.imap.poll_interval
+        due = self.store.next_due()
+        if due is None:
+            return interval
+        return min(interval, max(0.05, due - self.clock()))

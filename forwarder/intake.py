@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from forwarder.backoff import Backoff
 from forwarder.clock import Clock
@@ -38,10 +40,18 @@ from forwarder.imap.idle import CONNECTED, IdleWatchers
 from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.records import LedgerEntry, OutboxItem, OutboxRow
-from forwarder.rules.ruleset import FORWARD
+from forwarder.rules.ruleset import FORWARD, SKIP, Decision
 from forwarder.store import Store
 
 logger = logging.getLogger(__name__)
+
+#: The ledger's actions as a batch's summary line says them ("INBOX: 4950 skipped, 50 ...").
+_PAST = {"forward": "forwarded", "skip": "skipped", "reply": "gateway replies", "error": "errors"}
+
+
+def _needs_text(decision: Decision) -> bool:
+    """Forwarded mail shows its text in the SMS; the reply tracker reads a gateway reply's."""
+    return decision.action == FORWARD or decision.gateway_reply
 
 
 class Intake:
@@ -264,7 +274,7 @@ class Intake:
         def forwarded_as(message_id: str) -> str | None:
             return in_batch.get(message_id) or self.store.forwarded_as(message_id)
 
-        for mail in self._with_text(batch, now):
+        for mail, decided in self._with_text(batch, now):
             try:
                 result = plan(
                     mail,
@@ -272,6 +282,7 @@ class Intake:
                     now,
                     new_message_id=lambda: new_message_id(domain),
                     forwarded_as=forwarded_as,
+                    decision=decided,
                 )
             except Exception as exc:
                 logger.exception("mail %s could not be processed; skipped", mail.describe())
@@ -284,31 +295,58 @@ class Intake:
             outbox.extend(result.outbox)
             if result.entry.action == FORWARD and mail.message_id:
                 in_batch[mail.message_id] = f"{batch.folder}/{mail.uid}"
-            logger.info(
-                "mail %s: %s (%s)", mail.describe(), result.entry.action, result.entry.reason
+            # Skipped mail at DEBUG: a backlog of 5 000 must not become 5 000 INFO lines.
+            logger.log(
+                logging.DEBUG if result.entry.action == SKIP else logging.INFO,
+                "mail %s: %s (%s)",
+                mail.describe(),
+                result.entry.action,
+                result.entry.reason,
             )
         self.store.record_batch(
             batch.folder, batch.uidvalidity, entries, outbox, advance_to=batch.advance_to
         )
         if outbox:
             self._on_commit()
+        counts = Counter(e.action for e in entries)
+        logger.info(
+            "%s: %s",
+            batch.folder,
+            ", ".join(f"{n} {_PAST.get(action, action)}" for action, n in sorted(counts.items()))
+            + (f"; {len(outbox)} SMS queued" if outbox else ""),
+        )
         return [e.uid for e in entries if e.action == FORWARD]
 
-    def _with_text(self, batch: Batch, now) -> list[Mail]:
-        ruleset = self.config.ruleset
-        if ruleset.needs_body:
-            wanted = batch.mails
-        else:
-            wanted = [mail for mail in batch.mails if self._text_needed(mail, now)]
-        return batch.with_text(wanted) if wanted else batch.mails
+    def _with_text(self, batch: Batch, now: datetime) -> list[tuple[Mail, Decision | None]]:
+        """The batch's mails, with their text where it is needed, each with the decision made
+        on the headers when that decision stands (None: decide again, with the text).
 
-    def _text_needed(self, mail: Mail, now) -> bool:
-        """Would the header-only rules forward it, or is it a gateway reply? (Pure, cheap.)"""
+        Without a rule that reads the body, the header-only decision is final for the mail
+        that gets no text; the few that will be forwarded (or are gateway replies) are
+        decided again once their text is here, since the guards may read it.
+        """
+        if self.config.ruleset.needs_body:
+            return [(mail, None) for mail in batch.with_text(batch.mails)]
+        decided = [(mail, self._header_decision(mail, now)) for mail in batch.mails]
+        wanted = [mail for mail, decision in decided if decision is None or _needs_text(decision)]
+        if not wanted:
+            return decided
+        # with_text gives every mail of the batch (those wanted with their text), less any
+        # the server refused to send: those stay out of the ledger and are tried again.
+        asked = {mail.uid for mail in wanted}
+        decisions = {mail.uid: decision for mail, decision in decided}
+        return [
+            (mail, None if mail.uid in asked else decisions[mail.uid])
+            for mail in batch.with_text(wanted)
+        ]
+
+    def _header_decision(self, mail: Mail, now: datetime) -> Decision | None:
+        """The rules' decision on the headers alone; None if deciding raised (plan() meets
+        the same error with the whole mail, and logs it)."""
         try:
-            decision = self.config.ruleset.decide(mail, now)
-        except Exception:  # plan() meets the same error with the whole mail, and logs it
-            return True
-        return decision.action == FORWARD or decision.gateway_reply
+            return self.config.ruleset.decide(mail, now)
+        except Exception:
+            return None
 
     def _record_reply(self, mail: Mail) -> None:
         """Hand a gateway reply to the tracker before the checkpoint passes it.

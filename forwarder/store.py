@@ -345,6 +345,13 @@ class Store:
         )
         return [_outbox_row(r) for r in rows]
 
+    def next_due(self) -> float | None:
+        """When the next pending row comes due (``not_before``), or None if none is pending."""
+        rows = self._query(
+            "SELECT MIN(not_before) AS t FROM outbox WHERE state = ?", (State.PENDING.value,)
+        )
+        return rows[0]["t"]
+
     def outbox_in(self, *states: State) -> list[OutboxRow]:
         marks = ",".join("?" * len(states))
         rows = self._query(

@@ -27,6 +27,14 @@ def read_checkpoint(state: Path, folder: str = "INBOX") -> int | None:
     return row[0] if row else None
 
 
+def read_ledger(state: Path) -> list[tuple[str, int, str, str]]:
+    """Every mail a daemon's state file has decided: (folder, uid, action, reason)."""
+    with sqlite3.connect(state, timeout=5) as db:
+        return db.execute(
+            "SELECT folder, uid, action, reason FROM handled ORDER BY folder, uid"
+        ).fetchall()
+
+
 class DaemonProcess:
     def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
         self.config = config
