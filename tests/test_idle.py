@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from forwarder.imap.idle import CONNECTED, NEW_MAIL, IdleWatcher
 from tests.support.configs import imap_config, write_config
 from tests.support.daemonproc import DaemonProcess
+from tests.support.idle import Events
 from tests.support.servers import wait_until
 from tests.support.servers.dovecot import DovecotServer, find_binary
 from tests.support.servers.mails import make_mail
@@ -32,30 +32,6 @@ NO_POLL = 300  # seconds: a poll interval no test outlives, so what arrives came
 #: Seconds to wait for an SMS that only IDLE can bring: generous for a busy machine, and
 #: far below NO_POLL, so a poll cannot have brought it.
 PUSH_TIMEOUT = 60.0
-
-
-class Events:
-    """What an IdleWatcher announced, with the time, for waiting on."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, float]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, folder: str, event: str) -> None:
-        with self._cond:
-            self.seen.append((folder, event, time.monotonic()))
-            self._cond.notify_all()
-
-    def count(self, event: str) -> int:
-        with self._cond:
-            return sum(1 for _, e, _ in self.seen if e == event)
-
-    def wait_for(self, event: str, count: int = 1, timeout: float = 5.0) -> float:
-        """Until ``event`` was announced ``count`` times; return when the last one was."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self.count(event) >= count, timeout):
-                raise TimeoutError(f"{event!r} announced {self.count(event)} of {count} times")
-            return [t for _, e, t in self.seen if e == event][count - 1]
 
 
 @pytest.fixture
