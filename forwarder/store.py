@@ -569,13 +569,16 @@ class Store:
         )
         return bool(rows)
 
-    def add_summary(self, item: OutboxItem, held_ids: Sequence[int]) -> int:
-        """Queue a summary SMS and mark the held rows it reports, in one commit."""
+    def add_summary(
+        self, item: OutboxItem, held_ids: Sequence[int] = (), *, kind: str = "summary"
+    ) -> int:
+        """Queue an SMS of forwarder's own (``kind`` summary, or alert) and mark the held rows
+        it reports, in one commit."""
         now = self.clock()
         with self.transaction() as db:
             lowest = db.execute("SELECT MIN(uid) FROM outbox WHERE folder = ''").fetchone()[0]
             uid = min(lowest or 0, 0) - 1  # summaries: folder '' and a fresh negative uid
-            summary = dataclasses.replace(item, uid=uid, kind="summary")
+            summary = dataclasses.replace(item, uid=uid, kind=kind)
             cursor = db.execute(
                 _INSERT_OUTBOX, _outbox_values(DEFAULT_ACCOUNT, "", 0, summary, now)
             )

@@ -94,13 +94,13 @@ class Operations:
         self.outages: dict[str, ImapOutage] = {}
         if outage is not None:
             self.outages[DEFAULT_ACCOUNT] = outage
-        self._round: Watch | None = None
+        self._rounds: dict[str, Watch] = {}  # one per account: each has its own round
         self._idle: dict[str, Watch] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         logs.SCRUBBER.update(logs.config_secrets(self.config))
-        self._round = self.progress.watch(ROUND, bound=round_timeout(self.config))
+        self._watch_rounds()
         self.pinger.start()
         self._start_metrics(self.config.metrics)
         self._start_health(self.config.health)
@@ -110,7 +110,7 @@ class Operations:
         server and health pinger restarted if their settings changed."""
         old, self.config = self.config, fresh
         logs.SCRUBBER.update(logs.config_secrets(fresh))
-        self._round = self.progress.watch(ROUND, bound=round_timeout(fresh))
+        self._watch_rounds()
         if fresh.metrics != old.metrics:
             self._stop_metrics()
             self._start_metrics(fresh.metrics)
@@ -138,13 +138,27 @@ class Operations:
         self.notifier.stopping(status)
 
     # -- the watchdog's heartbeats ------------------------------------------------------------
-    def round_progress(self) -> None:
-        if self._round is not None:
-            self._round.beat()
+    def _watch_rounds(self) -> None:
+        """A watch per account's round loop; an account a reload removed is forgotten."""
+        bound = round_timeout(self.config)
+        names = [account.name for account in self.config.accounts]
+        for name in list(self._rounds):
+            if name not in names:
+                self._rounds.pop(name).forget()
+        for name in names:
+            label = ROUND if name == DEFAULT_ACCOUNT else f"{ROUND} of {name}"
+            self._rounds[name] = self.progress.watch(label, bound=bound)
 
-    def round_finished(self, *, failure: str | None = None) -> None:
+    def round_progress(self, account: str = DEFAULT_ACCOUNT) -> None:
+        watch = self._rounds.get(account)
+        if watch is not None:
+            watch.beat()
+
+    def round_finished(
+        self, *, failure: str | None = None, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         """A round ended: the watchdog's heartbeat, and the health ping (ok, or ``/fail``)."""
-        self.round_progress()
+        self.round_progress(account)
         if self.health is not None:
             if failure is None:
                 self.health.round_ok()
