@@ -154,9 +154,7 @@ class Operations:
         if watch is not None:
             watch.beat()
 
-    def round_finished(
-        self, *, failure: str | None = None, account: str = DEFAULT_ACCOUNT
-    ) -> None:
+    def round_finished(self, *, failure: str | None = None, account: str = DEFAULT_ACCOUNT) -> None:
         """A round ended: the watchdog's heartbeat, and the health ping (ok, or ``/fail``)."""
         self.round_progress(account)
         if self.health is not None:
