@@ -20,6 +20,7 @@ from forwarder.delivery.states import FINAL, State
 from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
 from forwarder.oauth.profiles import OAuth2Settings
+from forwarder.ops import logs
 from forwarder.pipeline import plan
 from forwarder.store import DEFAULT_ACCOUNT, Store
 
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="override log_level from the config",
     )
+    run.add_argument(
+        "--log-format",
+        choices=config_module.LOG_FORMATS,
+        help="override log_format from the config: plain lines (default, for journald) "
+        "or one JSON object per line",
+    )
 
     command("check", "Validate the config file without touching any server.", _check)
     command(
@@ -125,25 +132,14 @@ def _load(args: argparse.Namespace) -> Config | int:
         return EX_CONFIG
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # imapclient logs protocol lines at DEBUG; they are redacted, but not needed.
-    logging.getLogger("imapclient").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # HTTP to the token endpoint: URLs only, but nothing forwarder needs to say.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    logging.getLogger("authlib").setLevel(logging.WARNING)
-
-
 def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
-    _setup_logging(args.log_level or config.log_level)
+    logs.SCRUBBER.update(logs.config_secrets(config))
+    logs.configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
+    for warning in config.warnings:
+        logger.warning("%s", warning)
     from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
 
     try:
@@ -170,6 +166,8 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
         f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"

@@ -11,14 +11,15 @@ import dataclasses
 import ipaddress
 import os
 import re
+import shlex
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from forwarder.configfile.schema import Problems, Secret, Section
-from forwarder.configfile.yamlsource import ConfigError, load_file
+from forwarder.configfile.yamlsource import ConfigError, Problem, load_file
 from forwarder.delivery.policy import LimitsConfig
 from forwarder.gateway import account as gateway
 from forwarder.gateway.account import Account, Auth, Mode
@@ -34,6 +35,8 @@ SECURITY = ("tls", "starttls", "plain")
 IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
 AUTH_METHODS = ("password", "oauth2")
+LOG_FORMATS = ("plain", "json")
+METRICS_PORT = 9187
 
 __all__ = ["Config", "ConfigError", "load"]
 
@@ -128,6 +131,38 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus text at ``http://HOST:PORT/metrics``; served only when ``listen`` is set."""
+
+    listen: tuple[str, int] | None = None  # (host, port); host an IP address or localhost
+    allow_remote: bool = False  # the endpoint has no authentication: loopback unless said
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """A healthchecks.io-style dead man's switch: GET after good rounds, ``/fail`` on bad."""
+
+    ping_url: Secret | None = None  # whoever knows it can ping: kept out of logs like a secret
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """SMS to the owner about forwarder itself (the mailbox cannot be read, and back)."""
+
+    enabled: bool = True
+    imap_down_after: float = 1800.0
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """The systemd watchdog (active when the unit sets ``WatchdogSec=``)."""
+
+    # No finished round for this long: hung, the pings stop and systemd restarts forwarder.
+    # None: forwarder.ops.watchdog.round_bound(poll_interval, timeout), at least 15 min.
+    round_timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     accounts: tuple[ImapConfig, ...]
@@ -142,6 +177,13 @@ class Config:
     pause: float = 3600.0  # after AUTH/FORBIDDEN/NO LIST, wait this long before one probe SMS
     probe_wait: float = 300.0  # a probe with no error reply within this long closes the circuit
     log_level: str = "INFO"
+    log_format: str = "plain"  # plain | json (one JSON object per line)
+    metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
+    # Things worth fixing that do not stop forwarder (a secret in a file others can read).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def imap(self) -> ImapConfig:
@@ -175,6 +217,11 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     limits = _limits(top.section("limits"))
     sms = _sms(top.section("sms"), account.max_length)
     log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format = top.str("log_format", _defaults(Config)["log_format"], choices=LOG_FORMATS)
+    metrics = _metrics(top.section("metrics"))
+    health = _health(top.section("health"))
+    alerts = _alerts(top.section("alerts"))
+    watchdog = _watchdog(top.section("watchdog"))
     context = GuardContext(
         reply_from=reply_from,
         own_domain=delivery.message_id_domain,
@@ -200,7 +247,37 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         pause=pause,
         probe_wait=probe_wait,
         log_level=log_level,
+        log_format=log_format,
+        metrics=metrics,
+        health=health,
+        alerts=alerts,
+        watchdog=watchdog,
+        warnings=tuple(_exposed_secrets(problems.inline_secrets)),
     )
+
+
+def _exposed_secrets(inline: list[Problem]) -> list[str]:
+    """A warning per config file that holds a secret and that group or others can read."""
+    by_file: dict[str, list[Problem]] = {}
+    for found in inline:
+        by_file.setdefault(found.file, []).append(found)
+    warnings = []
+    for file, found in by_file.items():
+        try:
+            mode = os.stat(file).st_mode & 0o777
+        except OSError:
+            continue
+        if not mode & 0o044:
+            continue
+        who = {0o040: "its group", 0o004: "every user"}.get(mode & 0o044, "its group and others")
+        names = ", ".join(sorted({f.message for f in found}))
+        first = min(f.line for f in found)
+        warnings.append(
+            f"{file}:{first}: {names} {'is' if len(found) == 1 else 'are'} written in this "
+            f"file, which {who} can read (mode {mode:04o}): run  chmod 600 {shlex.quote(file)}  "
+            "(or move the secret to a *_file setting, e.g. a systemd credential: see README)"
+        )
+    return warnings
 
 
 def _security(section: Section, host: str | None) -> str:
@@ -697,3 +774,81 @@ def _sms(s: Section, max_length: int) -> SmsOptions:
     )
     s.finish()
     return options
+
+
+def _metrics(s: Section) -> MetricsConfig:
+    allow_remote = s.bool("allow_remote", _defaults(MetricsConfig)["allow_remote"])
+    raw = s.str("listen", None, what='an address like "127.0.0.1:9187"')
+    listen = None
+    if raw is not None:
+        listen = _listen_address(raw)
+        if listen is None:
+            s.error(
+                "listen",
+                f"metrics.listen must be HOST:PORT with an IP address or localhost, like "
+                f'"127.0.0.1:{METRICS_PORT}" or "[::1]:{METRICS_PORT}", not {raw!r}',
+            )
+        elif not allow_remote and not is_loopback(listen[0]):
+            s.error(
+                "listen",
+                f"metrics.listen: {listen[0]} is not a loopback address, and /metrics has no "
+                "password: set metrics.allow_remote: true to serve it to the network",
+            )
+            listen = None
+    s.finish()
+    return MetricsConfig(listen=listen, allow_remote=allow_remote)
+
+
+def _listen_address(value: str) -> tuple[str, int] | None:
+    """("127.0.0.1", 9187) from "127.0.0.1:9187", "[::1]:9187", "localhost:9187" or "9187"."""
+    value = value.strip()
+    if value.isdigit():
+        host, port_text = "127.0.0.1", value
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not port_text.isdigit():
+            return None
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            return None  # an IPv6 address needs brackets: [::1]:9187
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        return None
+    if host.lower() != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    return host, port
+
+
+def _health(s: Section) -> HealthConfig:
+    def url(value: str) -> str | None:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The URL itself is not repeated: it works as a password for the check.
+            return "must be an http:// or https:// URL, like https://hc-ping.com/<uuid>"
+        return None
+
+    ping_url = s.str("ping_url", None, what="a URL", check=url)
+    s.finish()
+    return HealthConfig(ping_url=Secret(ping_url) if ping_url else None)
+
+
+def _alerts(s: Section) -> AlertsConfig:
+    d = _defaults(AlertsConfig)
+    config = AlertsConfig(
+        enabled=s.bool("enabled", d["enabled"]),
+        # A few seconds is allowed (tests use it); under a few minutes, every network blip
+        # becomes two SMS.
+        imap_down_after=s.duration("imap_down_after", d["imap_down_after"], minimum=1),
+    )
+    s.finish()
+    return config
+
+
+def _watchdog(s: Section) -> WatchdogConfig:
+    config = WatchdogConfig(round_timeout=s.duration("round_timeout", None, minimum=1))
+    s.finish()
+    return config

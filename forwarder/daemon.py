@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 
@@ -42,10 +43,15 @@ from forwarder.clock import SYSTEM_CLOCK, Clock
 from forwarder.config import Config, ConfigError
 from forwarder.delivery.policy import ReadState
 from forwarder.delivery.sender import Sender
+from forwarder.delivery.states import State
 from forwarder.delivery.worker import Delivery
 from forwarder.gateway.request import new_message_id
 from forwarder.gateway.tracker import ReplyTracker
-from forwarder.intake import Intake
+from forwarder.imap.idle import IdleWatchers
+from forwarder.intake import Intake, Observer
+from forwarder.ops.alerts import ImapOutage
+from forwarder.ops.runtime import Operations
+from forwarder.ops.status import status_line
 from forwarder.records import OutboxRow
 from forwarder.store import DEFAULT_ACCOUNT, Store
 
@@ -56,8 +62,36 @@ HANDLED_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 RETRY_JOB = "imap-retry"
 
 
+#: Slack on the delivery loop's watchdog bound: its wait may overrun by a scheduling hiccup.
+DELIVERY_SLACK = 60.0
+
+
 def _job(base: str, account: str) -> str:
     return base if account == DEFAULT_ACCOUNT else f"{base}:{account}"
+
+
+class _AccountObserver(Observer):
+    """An account's intake, reporting to ``Operations`` (watchdog, metrics)."""
+
+    def __init__(self, ops: Operations, account: str) -> None:
+        self.ops, self.account = ops, account
+
+    def watch_idle(self, watchers: IdleWatchers) -> None:
+        self.ops.watch_idle(watchers, self.account)
+
+    def idle_heartbeat(self, folder: str, within: float | None) -> None:
+        self.ops.idle_heartbeat(folder, within, self.account)
+
+    def forget_idle(self) -> None:
+        self.ops.forget_idle(self.account)
+
+    def batch_decided(self, counts: Counter[str]) -> None:
+        for action, count in counts.items():
+            self.ops.metrics.mail_decided(action, count)
+
+    def reply_recorded(self, code: str) -> None:
+        if code != "OK":
+            self.ops.metrics.gateway_error(code)
 
 
 class Daemon:
@@ -85,6 +119,8 @@ class Daemon:
         #: Set once every folder has been looked at (or, IMAP down, every folder has a
         #: checkpoint to resume from): mail that arrives after it is always forwarded.
         self.ready = threading.Event()
+        # systemd (READY, STATUS, WATCHDOG), metrics, health pings and self-alerts.
+        self.ops = Operations(config, clock=self.clock.monotonic, wall=self.clock.time)
         self.tracker = ReplyTracker(
             self.store,
             pause=config.pause,
@@ -104,7 +140,9 @@ class Daemon:
             clock=self.clock,
             read_states=self._read_states,
             stopping=self._stopping,
+            progress=lambda: self._delivery_watch.beat() if self._delivery_watch else None,
         )
+        self._delivery_watch = None
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def _new_intake(self, config: Config, name: str) -> Intake:
@@ -118,6 +156,7 @@ class Daemon:
             stopping=self._stopping,
             on_commit=self._deliver_now.set,
             name=name,
+            observer=_AccountObserver(self.ops, name),
         )
 
     @property
@@ -137,6 +176,15 @@ class Daemon:
         self.tracker.probe_soon()
         self.store.set_meta("started_at", str(self.clock.time()))
         self.store.set_meta("pid", str(os.getpid()))
+        for warning in self.config.warnings:
+            logger.warning("%s", warning)
+        for name, intake in self.intakes.items():
+            self.ops.outages[name] = ImapOutage.from_json(intake.store.get_meta("imap_outage"))
+        self.ops.start()
+        self.ops.status(self._status_line(starting=True))
+        self._delivery_watch = self.ops.progress.watch(
+            "the delivery loop", bound=self._delivery_bound()
+        )
         self.scheduler.start()
         for intake in self.intakes.values():
             self._schedule_round(intake)
@@ -184,6 +232,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Wait for the rounds and the SMS in flight to finish, then close everything."""
+        self.ops.stopping("stopping: finishing the SMS in flight")
         self._stopping.set()
         self._deliver_now.set()
         for intake in self.intakes.values():
@@ -196,6 +245,7 @@ class Daemon:
             intake.close()
         self.delivery.close()
         self.store.set_meta("stopped_at", str(self.clock.time()))
+        self.ops.stop()
         logger.info("forwarder stopped")
 
     def run(self) -> int:
@@ -222,13 +272,17 @@ class Daemon:
 
     def reload(self) -> bool:
         """Re-read the config file; keep running on the old one if the new one is bad."""
+        self.ops.reloading()
         try:
             fresh = config_module.load(self.config.source)
         except ConfigError as exc:
             for problem in exc.problems:
                 logger.error("reload refused: %s", problem)
             logger.error("reload refused: keeping the rules and settings already running")
+            self.ops.ready(self._status_line(problems=["reload refused: see the log"]))
             return False
+        for warning in fresh.warnings:
+            logger.warning("%s", warning)
         names = [account.name for account in fresh.accounts]
         for name in [n for n in self.intakes if n not in names]:  # an account removed
             gone = self.intakes.pop(name)
@@ -250,6 +304,7 @@ class Daemon:
                     )
             self.delivery.reconfigure(fresh)
             self.config = fresh
+            self.ops.reconfigure(fresh)
             self.tracker.pause, self.tracker.probe_wait = fresh.pause, fresh.probe_wait
             self.tracker.probe_soon()
         for name in [n for n in names if n not in self.intakes]:  # an account added
@@ -261,6 +316,7 @@ class Daemon:
         logger.info(
             "configuration reloaded from %s (%d rules)", fresh.source, len(fresh.ruleset.names)
         )
+        self.ops.ready(self._status_line())
         self.wake()
         return True
 
@@ -309,6 +365,7 @@ class Daemon:
                 intake.again.clear()
                 intake.poll()
                 self._deliver_now.set()  # due rows (delays, retries) are looked at each round
+                self._after_poll(intake)
                 self._check_ready()
                 if not intake.again.is_set():
                     break
@@ -317,6 +374,62 @@ class Daemon:
             logger.exception("unexpected error in a round; the next round will try again")
         finally:
             intake.round_lock.release()
+
+    def _after_poll(self, intake: Intake) -> None:
+        """Tell the owner and the supervisor how the account's poll went.
+
+        The self-alert SMS when IMAP has been unreadable for alerts.imap_down_after (and
+        when it works again), through the normal outbox; the watchdog's heartbeat and the
+        health ping; the STATUS line; the metrics.
+        """
+        error = intake.last_error
+        before = self.ops.outages.get(intake.name)
+        alert = self.ops.imap_observed(ok=error is None, error=error, account=intake.name)
+        outage = self.ops.outages[intake.name]
+        if outage != before:
+            intake.store.set_meta("imap_outage", outage.to_json())
+        if alert is not None:
+            what = "IMAP works again" if alert.recovered else "IMAP cannot be read"
+            self.delivery.queue_notice(alert.text, about=f"self-alert: {what}")
+            self._deliver_now.set()
+        if error is None:
+            self.ops.metrics.polled(self.clock.time())
+        halted = self.delivery.sender.halted
+        failure = str(error) if error is not None else None
+        if halted is not None:
+            failure = f"{failure}; " if failure else ""
+            failure += f"SMTP: {halted}"
+        self.ops.round_finished(failure=failure, account=intake.name)
+        if self.ready.is_set():
+            self.ops.status(self._status_line())
+
+    def _status_line(self, *, starting: bool = False, problems: Sequence[str] = ()) -> str:
+        """The one line systemd shows: what is wrong, what is watched, SMS today, last poll."""
+        found = list(problems)
+        for intake in self.intakes.values():
+            if intake.last_error is not None:
+                where = "IMAP" if intake.name == DEFAULT_ACCOUNT else f"IMAP {intake.name}"
+                found.append(f"{where}: {intake.last_error}")
+        if self.delivery.sender.halted is not None:
+            found.append(f"sending stopped: {self.delivery.sender.halted}")
+        circuit = self.store.circuit()
+        if circuit is not None:
+            found.append(f"sending paused: the gateway said {circuit.code}")
+        folders = [
+            folder if intake.name == DEFAULT_ACCOUNT else f"{intake.name}:{folder}"
+            for intake in self.intakes.values()
+            for folder in intake.imap.folders
+        ]
+        local = self.clock.utc().astimezone()
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        polls = [float(t) for i in self.intakes.values() if (t := i.store.get_meta("last_poll"))]
+        return status_line(
+            folders=folders,
+            sms_today=self.store.sent_since(midnight),
+            last_poll_ago=self.clock.time() - max(polls) if polls else None,
+            problems=found,
+            starting=starting,
+        )
 
     def _check_ready(self) -> None:
         if self.ready.is_set():
@@ -328,6 +441,7 @@ class Daemon:
                 return
         self.store.set_meta("ready_at", str(self.clock.time()))
         self.ready.set()
+        self.ops.ready(self._status_line())
 
     def _schedule_retry(self, account: str, delay: float) -> None:
         """A round when an account's backoff ends, unless its poll comes first anyway."""
@@ -364,21 +478,43 @@ class Daemon:
         return states
 
     def _delivery_loop(self) -> None:
-        """Flush whenever a commit queued SMS, a round ended, or the next row comes due."""
+        """Flush whenever a commit queued SMS, a round ended, or the next row comes due.
+
+        The watchdog watches this loop too: it beats before each wait (promising to be back
+        within it) and on every row a flush settles, so a hung send stops the pings.
+        """
+        watch = self._delivery_watch
         while not self._stopping.is_set():
-            self._deliver_now.wait(self._until_next_due())
+            wait = self._until_next_due()
+            if watch is not None:
+                watch.beat(within=wait + self._delivery_bound())
+            self._deliver_now.wait(wait)
             self._deliver_now.clear()
             if self._stopping.is_set():
                 break
             self.flush()
+        if watch is not None:
+            watch.forget()
+
+    def _delivery_bound(self) -> float:
+        """The longest one row may take: every SMTP attempt timing out, with slack."""
+        delivery, smtp = self.config.delivery, self.config.smtp
+        return delivery.retry_attempts * (smtp.timeout * 4 + 10.0) + DELIVERY_SLACK
 
     def flush(self) -> None:
         """One delivery pass now. Never raises: the delivery thread must live on."""
         with self._delivery_lock:
             try:
-                self.delivery.flush(self.clock())
+                settled = self.delivery.flush(self.clock())
             except Exception:
                 logger.exception("unexpected error while sending; the next pass will try again")
+                return
+            metrics = self.ops.metrics
+            for what, count in settled.items():
+                if isinstance(what, State):
+                    metrics.sms_settled(what.value, count)
+            metrics.set_outbox({state.value: n for state, n in self.store.count_states().items()})
+            metrics.set_circuit(self.store.circuit() is not None)
 
     def _until_next_due(self) -> float:
         """Seconds until the next pending row comes due, within [0.05, the shortest poll]."""

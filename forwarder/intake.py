@@ -55,6 +55,28 @@ def _needs_text(decision: Decision) -> bool:
     return decision.action == FORWARD or decision.gateway_reply
 
 
+class Observer:
+    """What intake tells the rest of the process (systemd watchdog, metrics); no-ops here.
+
+    The daemon passes one bound to the account (``forwarder.ops`` behind it).
+    """
+
+    def watch_idle(self, watchers: IdleWatchers) -> None:
+        """IDLE threads about to start: the watchdog watches each."""
+
+    def idle_heartbeat(self, folder: str, within: float | None) -> None:
+        """An IDLE thread is alive (None: it ended on purpose)."""
+
+    def forget_idle(self) -> None:
+        """The IDLE threads are being stopped on purpose."""
+
+    def batch_decided(self, counts: Counter[str]) -> None:
+        """A batch was committed: how many mails got each ledger action."""
+
+    def reply_recorded(self, code: str) -> None:
+        """A gateway reply was recorded, with its code."""
+
+
 class Intake:
     """Reads one IMAP account (``name``, an item of ``config.accounts``): polls, IDLE,
     batches decided and committed with checkpoints.
@@ -76,8 +98,10 @@ class Intake:
         stopping: threading.Event,
         on_commit: Callable[[], None] = lambda: None,
         name: str = DEFAULT_ACCOUNT,
+        observer: Observer | None = None,
     ) -> None:
         self.name = name
+        self.observer = observer or Observer()
         self.config = config
         self.store = store.account(name)  # checkpoints, ledger and meta of this account
         self.tracker = tracker
@@ -94,6 +118,7 @@ class Intake:
         self._missing: set[str] = set()  # folders found missing (reported once)
         self._watchers: list[IdleWatchers] = []  # a list so that stopping them is one pop
         self.looked_at: set[str] = set()  # folders polled (or baselined) at least once
+        self.last_error: MailboxError | None = None  # of the last poll; None: it worked
         # The account's own round: one account down or slow never delays another.
         self.round_lock = threading.Lock()
         self.again = threading.Event()
@@ -107,11 +132,19 @@ class Intake:
     def start_idle(self) -> None:
         imap = self.imap
         if imap.idle_folders and not self._stopping.is_set():
-            watchers = IdleWatchers(imap, self._idle_event, folders=imap.idle_folders)
+            watchers = IdleWatchers(
+                imap,
+                self._idle_event,
+                folders=imap.idle_folders,
+                heartbeat=self.observer.idle_heartbeat,
+            )
+            self.observer.watch_idle(watchers)
             self._watchers.append(watchers)
             watchers.start()
 
     def stop_idle(self) -> None:
+        if self._watchers:
+            self.observer.forget_idle()
         while self._watchers:
             self._watchers.pop().stop()
 
@@ -211,6 +244,7 @@ class Intake:
 
     def _failed(self, exc: MailboxError) -> None:
         """Back off, and say so: a wrong password once, not every round."""
+        self.last_error = exc
         permanent = isinstance(exc, PermanentError)
         delay, news = self.backoff.failed(str(exc), permanent=permanent)
         self.store.set_meta("last_poll_error", str(exc))
@@ -232,6 +266,7 @@ class Intake:
         self._retry_in(delay)
 
     def _succeeded(self) -> None:
+        self.last_error = None
         failures = self.backoff.succeeded()
         if failures:
             logger.info("IMAP %s works again after %d failed attempt(s)", self.imap.host, failures)
@@ -313,6 +348,12 @@ class Intake:
                 mail.describe(),
                 result.entry.action,
                 result.entry.reason,
+                extra={
+                    "folder": mail.folder,
+                    "uid": mail.uid,
+                    "message_id": mail.message_id,
+                    "rule": result.entry.rule,
+                },
             )
         self.store.record_batch(
             batch.folder, batch.uidvalidity, entries, outbox, advance_to=batch.advance_to
@@ -320,11 +361,13 @@ class Intake:
         if outbox:
             self._on_commit()
         counts = Counter(e.action for e in entries)
+        self.observer.batch_decided(counts)
         logger.info(
             "%s: %s",
             batch.folder if self.name == DEFAULT_ACCOUNT else f"{self.name}:{batch.folder}",
             ", ".join(f"{n} {_PAST.get(action, action)}" for action, n in sorted(counts.items()))
             + (f"; {len(outbox)} SMS queued" if outbox else ""),
+            extra={"folder": batch.folder},
         )
         return [e.uid for e in entries if e.action == FORWARD]
 
@@ -372,9 +415,11 @@ class Intake:
         checkpoint commit re-reads the reply without acting on it twice.
         """
         try:
-            self.tracker.record(mail)
+            reply = self.tracker.record(mail)
         except Exception:
             logger.exception("gateway reply %s could not be recorded", mail.describe())
+            return
+        self.observer.reply_recorded(reply.code.value)
 
     # -- delivery's question --------------------------------------------------------------------
     def read_states(self, rows: Sequence[OutboxRow]) -> dict[int, ReadState]:

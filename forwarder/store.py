@@ -21,11 +21,12 @@ What it must guarantee, and how:
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,19 @@ class Circuit:
     probe_sent: float | None
 
 
+def _create_private(path: Path) -> None:
+    """A new state file is the owner's alone: its directory 0700, the file 0600.
+
+    It holds what mail came from whom (never a secret, but private all the same).
+    SQLite gives its -wal and -shm files the mode of the database, so creating the
+    file first, with 0600, is enough. Existing files and directories are left as
+    they are: the owner may have chosen their modes.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 class Store:
     """Thread-safe access to the state file (one connection, one lock: the load is tiny)."""
 
@@ -180,7 +194,7 @@ class Store:
         self.path = Path(path)
         self.clock = clock
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=30
@@ -555,13 +569,16 @@ class Store:
         )
         return bool(rows)
 
-    def add_summary(self, item: OutboxItem, held_ids: Sequence[int]) -> int:
-        """Queue a summary SMS and mark the held rows it reports, in one commit."""
+    def add_summary(
+        self, item: OutboxItem, held_ids: Sequence[int] = (), *, kind: str = "summary"
+    ) -> int:
+        """Queue an SMS of forwarder's own (``kind`` summary, or alert) and mark the held rows
+        it reports, in one commit."""
         now = self.clock()
         with self.transaction() as db:
             lowest = db.execute("SELECT MIN(uid) FROM outbox WHERE folder = ''").fetchone()[0]
             uid = min(lowest or 0, 0) - 1  # summaries: folder '' and a fresh negative uid
-            summary = dataclasses.replace(item, uid=uid, kind="summary")
+            summary = dataclasses.replace(item, uid=uid, kind=kind)
             cursor = db.execute(
                 _INSERT_OUTBOX, _outbox_values(DEFAULT_ACCOUNT, "", 0, summary, now)
             )

@@ -19,7 +19,8 @@ PURE = (
     "forwarder.text", "forwarder.rules", "forwarder.configfile", "forwarder.mail",
     "forwarder.records", "forwarder.pipeline", "forwarder.delivery.policy",
     "forwarder.delivery.states", "forwarder.gateway.account", "forwarder.gateway.request",
-    "forwarder.gateway.replies", "forwarder.imap.bodystructure",
+    "forwarder.gateway.replies", "forwarder.imap.bodystructure", "forwarder.ops.status",
+    "forwarder.ops.readiness", "forwarder.ops.alerts",
 )  # fmt: skip
 
 

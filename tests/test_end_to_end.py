@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.configs import ALPHA, OWNER, write_config
-from tests.daemonproc import DaemonProcess, read_ledger
-from tests.servers.mails import make_mail
+from tests.support.configs import ALPHA, OWNER, write_config
+from tests.support.daemonproc import DaemonProcess, read_ledger
+from tests.support.servers.mails import make_mail
 
 
 def forwarder(*args: str) -> subprocess.CompletedProcess[str]:

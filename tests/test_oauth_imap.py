@@ -23,16 +23,16 @@ from forwarder.configfile.schema import Secret
 from forwarder.imap.connection import AuthError, Mailbox, OAuthLoginRequired
 from forwarder.imap.idle import CONNECTED, NEW_MAIL, IdleWatcher
 from forwarder.oauth.tokens import REFRESH_MARGIN
-from tests.daemonproc import DaemonProcess
-from tests.oauth_helpers import (
+from tests.support.daemonproc import DaemonProcess
+from tests.support.oauth import (
     imap_settings,
     oauth2_section,
     saved,
     seed_tokens,
     write_oauth_config,
 )
-from tests.servers import free_port, wait_until
-from tests.servers.mails import make_mail
+from tests.support.servers import free_port, wait_until
+from tests.support.servers.mails import make_mail
 
 NO_POLL = 300  # seconds: what arrives during a test came by IDLE
 

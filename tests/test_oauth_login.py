@@ -21,9 +21,9 @@ import yaml
 from forwarder import config as config_module
 from forwarder.imap.connection import Mailbox
 from forwarder.oauth import tokenfile
-from tests.oauth_helpers import oauth2_section, write_oauth_config
-from tests.servers import free_port
 from tests.support.idp import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, DEVICE_GRANT
+from tests.support.oauth import oauth2_section, write_oauth_config
+from tests.support.servers import free_port
 
 READ_TIMEOUT = 15.0
 

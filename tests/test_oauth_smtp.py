@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 from forwarder import config as config_module
 from forwarder.delivery.states import State
-from tests.delivery_support import our_log, queue, row, start
-from tests.oauth_helpers import oauth2_section, saved, seed_tokens, write_oauth_config
+from tests.support.delivery import our_log, queue, row, start
+from tests.support.oauth import oauth2_section, saved, seed_tokens, write_oauth_config
 
 USER = "alice@example.org"
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.servers import LOOPBACK
+from tests.support.servers import LOOPBACK
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PUBLIC_CLIENT = "forwarder-test-public"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 
 def read_checkpoint(state: Path, folder: str = "INBOX") -> int | None:

@@ -13,7 +13,7 @@ from forwarder import config as config_module
 from forwarder.oauth import tokenfile
 from forwarder.oauth.profiles import OAuth2Settings
 from forwarder.oauth.tokens import signed_in
-from tests.configs import config_dict
+from tests.support.configs import config_dict
 from tests.support.idp import PUBLIC_CLIENT, IdentityProvider
 
 
