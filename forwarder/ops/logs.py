@@ -84,7 +84,7 @@ def config_secrets(config: Config) -> tuple[str, ...]:
         config.gateway.password,
         config.gateway.api_key,
         config.health.ping_url,
-        *(a.password for a in config.accounts),
+        *(a.password for a in config.accounts[1:]),  # imap is accounts[0]
         *(
             s.client_secret
             for s in (*(a.oauth2 for a in config.accounts), config.smtp.oauth2)
