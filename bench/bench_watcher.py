@@ -124,7 +124,7 @@ def bench_latency(work: Path, server: DovecotServer, gateway: GatewaySimulator, 
     with DaemonProcess(config) as daemon:
         for folder in folders:
             daemon.wait_for_checkpoint(folder)
-            daemon.wait_for_log(f"IDLE on {folder}: connected")
+            daemon.wait_for_meta(f"idle:{folder}", "connected")
         base = len(gateway.received)
         latencies: dict[str, list[float]] = {folder: [] for folder in folders}
         for n in range(1, mails + 1):
@@ -178,7 +178,7 @@ def bench_burst(work: Path, server: DovecotServer, gateway: GatewaySimulator, bu
     urgent = max(1, burst // 100)
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint("Burst")
-        daemon.wait_for_log("IDLE on Burst: connected")
+        daemon.wait_for_meta("idle:Burst", "connected")
         before = len(gateway.received)
         started = time.monotonic()
         server.fill(USER, "Burst", burst - urgent)  # one MULTIAPPEND: arrives as one burst

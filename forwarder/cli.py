@@ -168,10 +168,25 @@ def _check(args: argparse.Namespace) -> int:
         return config
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if len(config.accounts) == 1:
+        where = f"folders {', '.join(config.imap.folders)}"
+    else:
+        where = "accounts " + ", ".join(
+            f"{a.name} ({', '.join(a.folders)})" for a in config.accounts
+        )
     print(
         f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
-        f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
+        f"{where}, SMS via {config.gateway.mode.value} mode"
     )
+    for account in config.accounts:
+        polled = [f for f in account.folders if f not in account.idle_folders]
+        if account.idle and polled:
+            name = "" if len(config.accounts) == 1 else f"{account.name}: "
+            print(
+                f"  {name}imap.max_connections {account.max_connections} allows IDLE on "
+                f"{len(account.idle_folders)} folder(s); polled every "
+                f"{account.poll_interval:g} s instead: {', '.join(polled)}"
+            )
     for entry in oauth2_status(config):
         if entry["signed_in"] is False:  # a note, not an error: check never needs the tokens
             print(f"note: OAuth2 account {entry['account']} ({entry['username']}) is not "

@@ -40,6 +40,10 @@ WARN_AFTER = 5
 
 NEW_MAIL = "new mail"
 CONNECTED = "connected"
+#: The IDLE connection is gone and the watcher backs off before the next try.
+DISCONNECTED = "disconnected"
+#: The server offers no IDLE: the watcher ends; the folder is polled.
+UNSUPPORTED = "unsupported"
 
 #: ``notify(folder, event)``: called from the watcher's thread; must be quick.
 Notify = Callable[[str, str], None]
@@ -126,6 +130,7 @@ class IdleWatcher:
             try:
                 self._session()
             except IdleUnsupported:
+                self._notify(UNSUPPORTED)
                 if self._on_unsupported is not None:
                     self._on_unsupported()
                 return
@@ -152,6 +157,7 @@ class IdleWatcher:
                 self._drop()
 
     def _wait_after(self, error: str, *, permanent: bool) -> None:
+        self._notify(DISCONNECTED)
         delay, news = self.backoff.failed(error, permanent=permanent)
         if permanent:
             level = logging.DEBUG  # the daemon's round reports those, once
@@ -175,7 +181,7 @@ class IdleWatcher:
         mailbox.connect()
         if not mailbox.supports_idle():
             raise IdleUnsupported(f"IMAP server {self.config.host} does not offer IDLE")
-        mailbox.select(self.folder, readonly=True)
+        selected = mailbox.select(self.folder, readonly=True)
         mailbox.idle_start()
         self.sessions += 1
         self._retry.clear()  # a retry_now() meant for an earlier wait
@@ -200,7 +206,9 @@ class IdleWatcher:
             if self._stopping.is_set():
                 return
             # DONE, then IDLE again: keeps the server's inactivity timer from firing, and a
-            # server that stopped answering fails here within imap.timeout.
+            # server that stopped answering fails here within imap.timeout. NOOP and a fresh
+            # SELECT between them: some Exchange servers stop reporting in a long IDLE until
+            # the mailbox is selected again; anything that came meanwhile is announced.
             if mailbox.idle_done():
                 self._notify(NEW_MAIL)
             if mailbox.credentials_expiring(self.config.idle_renew):
@@ -210,6 +218,11 @@ class IdleWatcher:
                 logger.info("IDLE on %s: the access token is about to expire; logging in "
                             "again with a fresh one", self.folder)  # fmt: skip
                 return
+            mailbox.noop()
+            again = mailbox.select(self.folder, readonly=True)
+            if (again.uidnext, again.exists) != (selected.uidnext, selected.exists):
+                self._notify(NEW_MAIL)  # news the server did not push: a round looks
+            selected = again
             mailbox.idle_start()
             self.renewals += 1
 

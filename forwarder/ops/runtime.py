@@ -188,7 +188,6 @@ class Operations:
             self.metrics.set_up(label, False)
             return
         watch.beat(within)
-        self.metrics.set_up(label, True)
 
     def forget_idle(self, account: str | None = None) -> None:
         """Stop watching IDLE threads that are being stopped (all, or ``account``'s)."""
