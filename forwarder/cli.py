@@ -16,10 +16,13 @@ from pathlib import Path
 from forwarder import __version__
 from forwarder import config as config_module
 from forwarder.config import Config, ConfigError
+from forwarder.delivery.states import FINAL, State
+from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
-from forwarder.pipeline import quotes_gateway_secret, sms_options
-from forwarder.store import Store
-from forwarder.text.transform import render
+from forwarder.oauth.profiles import OAuth2Settings
+from forwarder.ops import logs
+from forwarder.pipeline import plan
+from forwarder.store import DEFAULT_ACCOUNT, Store
 
 EX_OK = 0
 EX_FAIL = 1
@@ -56,21 +59,34 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument(
-            "--config", "-c", default=DEFAULT_CONFIG, metavar="FILE",
+            "--config",
+            "-c",
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
             help=f"the YAML config file (default {DEFAULT_CONFIG})",
-        )  # fmt: skip
+        )
         p.set_defaults(func=func)
         return p
 
     run = command("run", "Run the daemon: watch IMAP, forward important mail as SMS.", _run)
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                     help="override log_level from the config")  # fmt: skip
+    run.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="override log_level from the config",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=config_module.LOG_FORMATS,
+        help="override log_format from the config: plain lines (default, for journald) "
+        "or one JSON object per line",
+    )
 
     command("check", "Validate the config file without touching any server.", _check)
     command(
-        "test", "Run the rule tests written in the config's tests: section (exit 1 on failure).",
+        "test",
+        "Run the rule tests written in the config's tests: section (exit 1 on failure).",
         _test,
-    )  # fmt: skip
+    )
 
     trial = command(
         "try", "Dry run on one saved mail: which rule decides, and the exact SMS.", _try
@@ -86,6 +102,17 @@ def _parser() -> argparse.ArgumentParser:
         "unblock", "Allow SMS to a number the gateway reported as BANNED again.", _unblock
     )
     unblock.add_argument("number", help="the phone number (or list:ID), as shown by status")
+
+    login = command(
+        "login",
+        "Sign in to the mail provider (OAuth2) once; the tokens are saved beside the state file.",
+        _login,
+    )
+    login.add_argument(
+        "--account", default="default", metavar="NAME",
+        help="which sign-in: the account's name ('default' for imap:; smtp shares an "
+        "account's unless smtp.oauth2 is given) or 'smtp' (smtp.oauth2)",
+    )  # fmt: skip
 
     status = command("status", "What was forwarded lately, and the state of every SMS.", _status)
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
@@ -105,31 +132,26 @@ def _load(args: argparse.Namespace) -> Config | int:
         return EX_CONFIG
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # imapclient logs protocol lines at DEBUG; they are redacted, but not needed.
-    logging.getLogger("imapclient").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
 def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
-    _setup_logging(args.log_level or config.log_level)
+    logs.SCRUBBER.update(logs.config_secrets(config))
+    logs.configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
+    for warning in config.warnings:
+        logger.warning("%s", warning)
     from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
 
     try:
         daemon = Daemon(config)
     except sqlite3.DatabaseError as exc:
         # A corrupt file will not heal by restarting: say so and stop the restart loop.
-        logger.error("the state file %s is unusable (%s); move it aside to start afresh "
-                     "(forwarder then forwards only mail that arrives from now on)",
-                     config.state, exc)  # fmt: skip
+        logger.error(
+            "the state file %s is unusable (%s); move it aside to start afresh "
+            "(forwarder then forwards only mail that arrives from now on)",
+            config.state,
+            exc,
+        )
         return EX_CONFIG
     except RuntimeError as exc:  # a state file from a newer forwarder
         logger.error("%s", exc)
@@ -144,11 +166,97 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if len(config.accounts) == 1:
+        where = f"folders {', '.join(config.imap.folders)}"
+    else:
+        where = "accounts " + ", ".join(
+            f"{a.name} ({', '.join(a.folders)})" for a in config.accounts
+        )
     print(
         f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
-        f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
+        f"{where}, SMS via {config.gateway.mode.value} mode"
     )
+    for account in config.accounts:
+        polled = [f for f in account.folders if f not in account.idle_folders]
+        if account.idle and polled:
+            name = "" if len(config.accounts) == 1 else f"{account.name}: "
+            print(
+                f"  {name}imap.max_connections {account.max_connections} allows IDLE on "
+                f"{len(account.idle_folders)} folder(s); polled every "
+                f"{account.poll_interval:g} s instead: {', '.join(polled)}"
+            )
+    for entry in oauth2_status(config):
+        if entry["signed_in"] is False:  # a note, not an error: check never needs the tokens
+            print(f"note: OAuth2 account {entry['account']} ({entry['username']}) is not "
+                  f"signed in yet: run {entry['login_command']}")  # fmt: skip
     return EX_OK
+
+
+def oauth2_accounts(config: Config) -> dict[str, OAuth2Settings]:
+    """Every OAuth2 sign-in the config uses, by account name."""
+    found: dict[str, OAuth2Settings] = {}
+    for settings in (*(a.oauth2 for a in config.accounts), config.smtp.oauth2):
+        if settings is not None:
+            found.setdefault(settings.account, settings)
+    return found
+
+
+def _login(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    from forwarder.oauth.login import LoginFailed, login
+
+    accounts = oauth2_accounts(config)
+    settings = accounts.get(args.account)
+    if settings is None:
+        known = ", ".join(accounts) or "none: set imap.auth: oauth2 (or smtp.auth: oauth2)"
+        print(f"forwarder login: {args.config} has no OAuth2 account {args.account!r} "
+              f"(accounts: {known})", file=sys.stderr)  # fmt: skip
+        return EX_USAGE
+    if settings.token_command:
+        print(f"forwarder login: account {args.account} takes its tokens from token_command; "
+              "sign in with that tool instead", file=sys.stderr)  # fmt: skip
+        return EX_USAGE
+    try:
+        login(settings, out=lambda line: print(line, flush=True))
+    except LoginFailed as exc:
+        print(f"forwarder login: {exc}", file=sys.stderr)
+        return EX_FAIL
+    except KeyboardInterrupt:
+        print("forwarder login: interrupted; nothing was saved", file=sys.stderr)
+        return EX_FAIL
+    return EX_OK
+
+
+def oauth2_status(config: Config) -> list[dict]:
+    """Per OAuth2 account: signed in or not, and when its access token expires (no tokens)."""
+    from forwarder.oauth import tokenfile
+
+    out = []
+    for name, settings in oauth2_accounts(config).items():
+        entry: dict = {
+            "account": name,
+            "username": settings.username,
+            "provider": settings.provider or "token_command",
+            "token_file": str(settings.token_file),
+        }
+        if settings.token_command:
+            entry["signed_in"] = None  # the command's business
+        else:
+            try:
+                data = tokenfile.load(settings.token_file)
+            except tokenfile.TokenFileError as exc:
+                data, entry["error"] = None, str(exc)
+            entry["signed_in"] = bool(data and data.get("refresh_token"))
+            entry["access_token_expires_at"] = data.get("expires_at") if data else None
+            entry["saved_at"] = data.get("saved_at") if data else None
+            entry["signed_in_at"] = data.get("signed_in_at") if data else None
+            entry["login_command"] = settings.login_command
+        out.append(entry)
+    return out
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -180,38 +288,38 @@ def _try(args: argparse.Namespace) -> int:
         print(f"{args.mail}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EX_NOINPUT
     mail = Mail(raw, folder=args.folder, flags=frozenset())
-    now = datetime.now(UTC)
-    decision = config.ruleset.decide(mail, now, explain=args.explain)
+    # The daemon's own plan, so try can never disagree with run about a mail.
+    planned = plan(
+        mail,
+        config,
+        datetime.now(UTC),
+        explain=args.explain,
+        new_message_id=lambda: new_message_id(config.delivery.message_id_domain),
+    )
+    decision = planned.decision
+    forwarded = planned.sms is not None and bool(planned.outbox)
     result: dict = {
-        "action": decision.action,
+        "action": "forward"
+        if forwarded
+        else ("skip" if decision.action == "forward" else decision.action),
         "rule": decision.rule,
-        "reason": decision.reason,
+        "reason": planned.entry.reason,
         "sms": None,
     }
     if args.explain:
         result["trace"] = list(decision.trace)
-    sms = None
-    if decision.action == "forward" and not decision.gateway_reply:
-        sms = render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
-        if quotes_gateway_secret(config.gateway, mail, sms.text):  # as the daemon decides
-            result["action"] = "skip"
-            result["reason"] = (
-                f"{decision.reason}; but it quotes the gateway Subject with forwarder's "
-                "password or API key (a gateway reply or a copy of a request?)"
-            )
-            sms = None
-    if sms is not None:
-        requests = config.gateway.requests(decision.options.sender)
+    if forwarded and planned.sms is not None:
+        sms, first = planned.sms, planned.outbox[0]
         result["sms"] = {
-            "to": requests[0].to,
-            "subject": requests[0].masked_subject,
+            "to": first.to_addr,
+            "subject": first.subject_masked,
             "text": sms.text,
             "length": sms.length,
             "encoding": sms.encoding,
             "segments": sms.segments,
         }
-        if len(requests) > 1:
-            result["sms"]["also_to"] = [r.to for r in requests[1:]]
+        if len(planned.outbox) > 1:
+            result["sms"]["also_to"] = [item.to_addr for item in planned.outbox[1:]]
         if decision.options.delay:
             result["sms"]["delay_seconds"] = decision.options.delay
         if decision.hold_until is not None:
@@ -236,6 +344,11 @@ def _try(args: argparse.Namespace) -> int:
         for line in sms_info["text"].splitlines() or [""]:
             print(f"  | {line}")
     return EX_OK
+
+
+def _account_key(account: str, key: str) -> str:
+    """A meta key as ``AccountStore`` writes it for ``account``."""
+    return key if account == DEFAULT_ACCOUNT else f"{account}:{key}"
 
 
 def _ago(timestamp: float | None) -> str:
@@ -337,14 +450,39 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
 
     return {
         "state_file": str(config.state),
+        "oauth2": oauth2_status(config),
         "started_at": meta_time("started_at"),
         "running": _daemon_alive(store),
         "stopped_at": meta_time("stopped_at"),
-        "last_poll": meta_time("last_poll"),
-        "last_poll_error": store.get_meta("last_poll_error") or None,
+        "last_poll": max(
+            (t for a in config.accounts if (t := meta_time(_account_key(a.name, "last_poll")))),
+            default=None,
+        ),
+        "last_poll_error": "; ".join(
+            f"{a.name}: {e}" if len(config.accounts) > 1 else e
+            for a in config.accounts
+            if (e := store.get_meta(_account_key(a.name, "last_poll_error")))
+        )
+        or None,
+        # Folders of the default account by name, others' as "account:folder".
         "folders": {
-            folder: {"uidvalidity": cp.uidvalidity, "last_uid": cp.last_uid, "updated_at": at}
-            for folder, (cp, at) in store.checkpoints().items()
+            (folder if account == DEFAULT_ACCOUNT else f"{account}:{folder}"): {
+                "uidvalidity": cp.uidvalidity,
+                "last_uid": cp.last_uid,
+                "updated_at": at,
+            }
+            for (account, folder), (cp, at) in store.checkpoints().items()
+        },
+        "accounts": {
+            account.name: {
+                "host": account.host,
+                "folders": list(account.folders),
+                "idle_folders": list(account.idle_folders),
+                "last_poll": meta_time(_account_key(account.name, "last_poll")),
+                "last_poll_error": store.get_meta(_account_key(account.name, "last_poll_error"))
+                or None,
+            }
+            for account in config.accounts
         },
         "outbox": store.count_states(),
         "waiting_for_read": store.waiting_for_read(),  # delay + unless_read, not yet decided
@@ -412,6 +550,15 @@ def _status(args: argparse.Namespace) -> int:
     print(f"last poll:  {_ago(data['last_poll'])}")
     if data["last_poll_error"]:
         print(f"IMAP error: {data['last_poll_error']}")
+    for entry in data["oauth2"]:
+        who = f"{entry['account']} ({entry['provider']}, {entry['username']})"
+        if entry["signed_in"] is None:
+            print(f"oauth2:     {who}: tokens from token_command")
+        elif entry["signed_in"]:
+            print(f"oauth2:     {who}: signed in {_ago(entry['signed_in_at'])}; tokens saved "
+                  f"{_ago(entry['saved_at'])}")  # fmt: skip
+        else:
+            print(f"oauth2:     {who}: NOT signed in: run {entry['login_command']}")
     for folder, cp in data["folders"].items():
         print(
             f"folder:     {folder}  UIDVALIDITY {cp['uidvalidity']}, "
@@ -440,8 +587,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"SENDING PAUSED: the gateway said {circuit['code']} — {explain(code)}")
         print(f"            next probe SMS: {_ago(circuit['probe_at'])}")
     for entry in data["blocked"]:
-        print(f"blocked:    {entry['recipient']} ({entry['reason']}); "
-              f"'forwarder unblock {entry['recipient']}' to allow it")  # fmt: skip
+        print(
+            f"blocked:    {entry['recipient']} ({entry['reason']}); "
+            f"'forwarder unblock {entry['recipient']}' to allow it"
+        )
     if data["gateway_errors"]:
         print("gateway replies:")
     for entry in data["gateway_errors"]:
@@ -456,9 +605,9 @@ def _status(args: argparse.Namespace) -> int:
         preview = " ".join(item["text"].split())
         preview = preview[:60] + ("…" if len(preview) > 60 else "")
         print(f"  {when:%m-%d %H:%M} {item['state']:<9} {item['rule'] or '-':<12} {preview}")
-        if item.get("reason") and item["state"] in ("held", "duplicate", "cancelled", "failed"):
+        if item.get("reason") and State(item["state"]) in FINAL:
             print(f"      {item['state']}: {item['reason']}")
-        elif item["last_error"] and item["state"] != "sent":
+        elif item["last_error"] and item["state"] != State.SENT:
             print(f"      last error: {item['last_error']}")
     return EX_OK
 

@@ -11,16 +11,22 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.servers.dovecot import INSTALL_HINT, DovecotServer, dovecot_installed
-from tests.servers.gateway import GatewaySimulator
+from tests.support.idp import IdentityProvider
+from tests.support.servers.dovecot import (
+    INSTALL_HINT,
+    DovecotServer,
+    ImapAccount,
+    dovecot_installed,
+)
+from tests.support.servers.gateway import GatewaySimulator
 
 SERVER_FIXTURES = frozenset(
     {"dovecot_server", "imap_user", "dovecot_factory", "gateway", "gateway_factory"}
+    | {"oauth_imap", "oauth_user"}
 )
 _user_numbers = itertools.count(1)
 
@@ -69,19 +75,6 @@ def dovecot_server() -> Iterator[DovecotServer]:
         yield server
 
 
-@dataclass(frozen=True)
-class ImapAccount:
-    """Where and as whom a client logs in: a fresh, empty mailbox on ``server``."""
-
-    host: str
-    port: int
-    tls_port: int | None
-    user: str
-    password: str
-    ca_file: Path
-    server: DovecotServer = field(repr=False)
-
-
 @pytest.fixture
 def imap_user(dovecot_server: DovecotServer) -> ImapAccount:
     # Dovecot's default auth_username_chars allow letters, digits and ".-_@".
@@ -115,6 +108,51 @@ def dovecot_factory() -> Iterator[Callable[..., DovecotServer]]:
         server.close()
 
 
+@pytest.fixture(scope="session")
+def oauth_imap() -> Iterator[tuple[IdentityProvider, DovecotServer]]:
+    """An identity-provider simulator and a Dovecot (TLS off) whose XOAUTH2/OAUTHBEARER
+    logins it checks (the ``oauth2`` passdb, RFC 7662 introspection); shared like
+    ``dovecot_server``: use ``oauth_user`` for a fresh mailbox and act on its user only."""
+    _require_dovecot()
+    with (
+        IdentityProvider() as idp,
+        DovecotServer(tls=False, oauth2_introspection_url=idp.introspection_url) as server,
+    ):
+        yield idp, server
+
+
+@dataclass(frozen=True)
+class OAuthAccount(ImapAccount):
+    idp: IdentityProvider = field(default=None, repr=False)  # type: ignore[assignment]
+
+
+@pytest.fixture
+def oauth_user(oauth_imap: tuple[IdentityProvider, DovecotServer]) -> OAuthAccount:
+    """A fresh mailbox on the OAuth2 Dovecot; ``idp`` issues and checks its tokens."""
+    idp, server = oauth_imap
+    user = f"oauth{next(_user_numbers)}-{uuid.uuid4().hex[:8]}"
+    return OAuthAccount(
+        host=server.host, port=server.port, tls_port=None, user=user, password=server.password,
+        ca_file=server.ca_file, server=server, idp=idp,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def idp() -> Iterator[IdentityProvider]:
+    """A private identity-provider simulator (no Dovecot) the test may configure at will."""
+    with IdentityProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_sources() -> Iterator[None]:
+    """Each test starts without the token sources an earlier one left in this process."""
+    yield
+    from forwarder.oauth.tokens import forget_sources
+
+    forget_sources()
+
+
 @pytest.fixture
 def gateway() -> Iterator[GatewaySimulator]:
     """A plaintext gateway simulator without AUTH; ``gateway_factory`` for TLS/AUTH."""
@@ -142,17 +180,18 @@ def gateway_factory() -> Iterator[Callable[..., GatewaySimulator]]:
 @pytest.fixture
 def clock():
     """A clock the test moves by hand (delivery windows, delays) instead of waiting."""
-    from tests.delivery_support import FakeClock
+    from tests.support.delivery import FakeClock
 
     return FakeClock()
 
 
 @pytest.fixture
 def daemons() -> Iterator[list[Any]]:
-    """In-process daemons a test made (``delivery_support.start``); closed afterwards."""
+    """In-process daemons a test made (``tests.support.delivery.start``); closed afterwards."""
     made: list[Any] = []
     yield made
     for daemon in made:
-        daemon._disconnect()
-        daemon.sender.close()
+        for intake in daemon.intakes.values():
+            intake.close()
+        daemon.delivery.close()
         daemon.store.close()

@@ -36,8 +36,8 @@ from forwarder.mail import Mail
 from forwarder.text import smstext
 from forwarder.text.smstext import SmsOptions
 from forwarder.text.transform import render
-from tests.configs import config_dict
-from tests.support.shared import shared_root
+from tests.support.configs import config_dict
+from tests.support.shared import SHARED
 
 pytestmark = pytest.mark.slow
 
@@ -388,7 +388,7 @@ def mutate(raw: bytes, mutation: tuple) -> bytes:
 
 
 def _corpus() -> list[Path]:
-    root = shared_root()
+    root = SHARED
     files = sorted((root / "corpus").rglob("*.eml")) if (root / "corpus").is_dir() else []
     return files + (
         sorted((root / "extcorpus").glob("*.eml")) if (root / "extcorpus").is_dir() else []

@@ -1,6 +1,6 @@
 """The config file's reading layer: YAML that remembers FILE:LINE, and typed sections.
 
-``yamlsource`` loads YAML with every node stamped with its file and line; ``schema``
+Holds ``yamlsource``, which loads YAML with every node stamped with its file and line; ``schema``
 reads typed values out of it and collects every problem. What the settings *mean* is
 in ``forwarder.config``.
 

@@ -1,9 +1,8 @@
-"""Where ``../shared`` is: the corpora and documents every developer and CI have beside the repo.
+"""The ``../shared`` folder beside the repository (the mail corpora), for the tests that read it.
 
-A clone with nothing beside it must still pass ``make test``: tests that read ``../shared``
-skip there, with the reason.  In CI (env ``CI`` set) the folder is part of the setup, so its
-absence fails the test instead of silently testing nothing.  ``FORWARDER_SHARED`` names the
-folder elsewhere (a git worktree, which has no ``../shared`` of its own).
+A clone with nothing beside it must still pass ``make test``: there a test that needs the
+folder skips, saying why. In CI (env ``CI`` set) the folder is part of the setup, so its
+absence fails the test: a corpus test that silently skips there tests nothing.
 """
 
 from __future__ import annotations
@@ -13,20 +12,17 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+#: ``FORWARDER_SHARED`` names it elsewhere: a git worktree has no ``../shared`` of its own.
+SHARED = Path(
+    os.environ.get("FORWARDER_SHARED") or Path(__file__).resolve().parents[3] / "shared"
+)
 
 
-def shared_root() -> Path:
-    """Where ``../shared`` is meant to be (it may be absent): for building test parameters."""
-    return Path(os.environ.get("FORWARDER_SHARED") or ROOT.parent / "shared")
-
-
-def shared_path(*parts: str) -> Path:
-    """``../shared/<parts>`` if it exists; otherwise skip the test (fail it when CI is set)."""
-    path = shared_root().joinpath(*parts)
-    if path.exists():
-        return path
-    message = f"{path} is absent: check out the shared folder beside the repository"
+def shared_dir() -> Path:
+    """``../shared``; skips the calling test when it is absent, or fails it when CI is set."""
+    if SHARED.is_dir():
+        return SHARED
+    reason = f"{SHARED} is absent: it holds the shared mail corpora beside the repository"
     if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+        pytest.fail(f"{reason} (required when CI is set)")
+    pytest.skip(reason)
