@@ -528,7 +528,7 @@ def test_mutated_headers_decode_to_text_that_can_be_stored(
 def test_mutated_mail_goes_through_the_pipeline(config, raw: bytes) -> None:
     ids = iter(range(10))
     plan = pipeline.plan(Mail(raw, uid=7), config, NOW, new_message_id=lambda: f"<{next(ids)}@x>")
-    _assert_storable(*vars(plan.handled).values())
+    _assert_storable(*vars(plan.entry).values())
     if plan.sms is not None:
         _assert_fits(plan.sms, pipeline.sms_options(config, plan.decision))
         assert all(item.text == plan.sms.text for item in plan.outbox)

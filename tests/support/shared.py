@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 #: ``FORWARDER_SHARED`` names it elsewhere: a git worktree has no ``../shared`` of its own.
-SHARED = Path(
-    os.environ.get("FORWARDER_SHARED") or Path(__file__).resolve().parents[3] / "shared"
-)
+SHARED = Path(os.environ.get("FORWARDER_SHARED") or Path(__file__).resolve().parents[3] / "shared")
 
 
 def shared_dir() -> Path:
