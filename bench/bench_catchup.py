@@ -41,6 +41,7 @@ from common import (
     GatewaySimulator,
     SmsClock,
     append_many,
+    compile_tree,
     daemon_config,
     emit,
     read_checkpoint,
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one run")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    compile_tree()
     if IMAPFILTER is None:
         raise SystemExit("imapfilter is not installed: apt-get install imapfilter")
     runs = 1 if args.quick else args.runs

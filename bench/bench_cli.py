@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, emit, spread
+from common import ROOT, compile_tree, emit, spread
 
 EXAMPLE = ROOT / "rules.example.yaml"
 ENV = {
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 runs")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    compile_tree()
     runs = 3 if args.quick else args.runs
     for command in COMMANDS.values():  # warm the page cache and the .pyc files
         wall(command)

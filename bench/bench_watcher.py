@@ -38,6 +38,7 @@ from common import (
     GatewaySimulator,
     SmsClock,
     append_many,
+    compile_tree,
     daemon_config,
     emit,
     make_mail,
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, smaller runs")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    compile_tree()
     if args.quick:
         args.mails, args.big, args.bursts, args.runs = 20, 10_000, 3, 1
     figures: dict[str, object] = {}

@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--commit", help="name the code measured (default: git HEAD here)")
     args = parser.parse_args()
     quick = ["--quick"] if args.quick else []
+    load_before = os.getloadavg()
     figures: dict[str, dict] = {}
     outputs: dict[str, str] = {}
     durations: dict[str, float] = {}
@@ -140,6 +141,10 @@ def main() -> None:
         f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}.",
         "",
         f"- machine: {machine()}",
+        "- load average (1, 5, 15 min) before and after the run: "
+        f"{' '.join(f'{x:.2f}' for x in load_before)}; "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine "
+        "inflates every figure and its spread)",
         f"- commit: {commit}",
         "- every figure: median (min–max, n = runs or samples); wall-clock times measured from "
         "outside the daemon, which runs as `forwarder run` against a private Dovecot and the "

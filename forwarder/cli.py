@@ -1,25 +1,27 @@
-"""The command line: the only place that turns errors into exit codes."""
+"""The command line: the only place that turns errors into exit codes.
+
+Each verb imports what it needs when it runs (``--help`` needs argparse alone, ``check``
+the config reader and the rules, not the daemon, the store or the transformer): a CLI
+that took half a second to say its usage would be a slow ``ExecStartPre`` and a slow
+habit. ``bench/bench_cli.py`` measures it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forwarder import __version__
-from forwarder import config as config_module
-from forwarder.config import Config, ConfigError
-from forwarder.mail import Mail
-from forwarder.pipeline import quotes_gateway_secret, sms_options
-from forwarder.store import Store
-from forwarder.text.transform import render
+
+if TYPE_CHECKING:
+    from forwarder.config import Config
+    from forwarder.store import Store
 
 EX_OK = 0
 EX_FAIL = 1
@@ -94,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Config | int:
+    from forwarder import config as config_module
+    from forwarder.config import ConfigError
+
     try:
         return config_module.load(args.config)
     except ConfigError as exc:
@@ -121,6 +126,8 @@ def _run(args: argparse.Namespace) -> int:
     if isinstance(config, int):
         return config
     _setup_logging(args.log_level or config.log_level)
+    import sqlite3
+
     from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
 
     try:
@@ -179,6 +186,10 @@ def _try(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.mail}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EX_NOINPUT
+    from forwarder.mail import Mail
+    from forwarder.pipeline import quotes_gateway_secret, sms_options
+    from forwarder.text.transform import render
+
     mail = Mail(raw, folder=args.folder, flags=frozenset())
     now = datetime.now(UTC)
     decision = config.ruleset.decide(mail, now, explain=args.explain)
@@ -217,6 +228,8 @@ def _try(args: argparse.Namespace) -> int:
         if decision.hold_until is not None:
             result["sms"]["hold_until"] = decision.hold_until.isoformat()
     if args.json:
+        import json
+
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return EX_OK
     print(f"decision: {result['action']} — {result['reason']}")
@@ -268,6 +281,8 @@ def _unblock(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"forwarder unblock: {exc}", file=sys.stderr)
         return EX_USAGE
+    from forwarder.store import Store
+
     store = Store(config.state)
     try:
         removed = store.unblock(number)
@@ -327,6 +342,7 @@ def _daemon_alive(store: Store) -> bool:
 
 def status_data(config: Config, store: Store, limit: int = 10) -> dict:
     """Everything ``status`` shows, as plain data (no secrets: subjects are stored masked)."""
+    import dataclasses
 
     def meta_time(key: str) -> float | None:
         value = store.get_meta(key)
@@ -399,12 +415,16 @@ def _status(args: argparse.Namespace) -> int:
     if not config.state.exists():
         print(f"no state yet: {config.state} does not exist (has forwarder run?)", file=sys.stderr)
         return EX_TEMPFAIL
+    from forwarder.store import Store
+
     store = Store(config.state)
     try:
         data = status_data(config, store, args.limit)
     finally:
         store.close()
     if args.json:
+        import json
+
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return EX_OK
     running = data["running"]
