@@ -35,6 +35,7 @@ test: setup
 lint: $(BIN)/forwarder
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(BIN)/forwarder
 	$(BIN)/ruff format .

@@ -4,7 +4,7 @@ Run by hand (prints figures, asserts only that the right SMS arrived)::
 
     .venv/bin/python bench/bench_catchup.py [--mails 5000] [--urgent 50] [--runs 3] [--quick]
 
-Per run, in a fresh folder of one private Dovecot (tests/servers/dovecot.py):
+Per run, in a fresh folder of one private Dovecot (tests/support/servers/dovecot.py):
 
 1. ``forwarder run`` baselines the empty folder and is stopped (SIGTERM);
 2. ``--mails`` realistic mails (~2.5 KB of trace headers, text and HTML parts) are appended

@@ -3,7 +3,7 @@
 Run by hand:  .venv/bin/python bench/bench_delivery.py [--sms 500] [--rounds 3] [--tls none]
 
 Each round queues ``--sms`` rows in a fresh state file (on disk, WAL + synchronous=FULL),
-then times one ``Daemon._flush_outbox()``: the whole delivery path per row, i.e. the
+then times one ``Daemon.delivery.flush(aemon.clock())``: the whole delivery path per row, i.e. the
 policy queries (dedup, limits), the reply tracker's hold check, three committed state
 changes (sending, in_doubt with its sends-log entry, sent) and the SMTP transaction
 (MAIL, RCPT, DATA by hand) over one connection, against the aiosmtpd gateway simulator
@@ -20,15 +20,16 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.servers
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support.servers
 
 from forwarder import config as config_module
 from forwarder.daemon import Daemon
 from forwarder.gateway.request import new_message_id
-from forwarder.store import Handled, OutboxItem, Store
-from tests.configs import write_config
-from tests.servers import free_port
-from tests.servers.gateway import GatewaySimulator
+from forwarder.records import LedgerEntry, OutboxItem
+from forwarder.store import Store
+from tests.support.configs import write_config
+from tests.support.servers import free_port
+from tests.support.servers.gateway import GatewaySimulator
 
 TARGET_PER_SECOND = 50
 TEXT = "Monitoring: URGENT disk full on db1\nThe database volume /var/lib/pg is 99% full."
@@ -69,11 +70,11 @@ def one_round(directory: Path, gateway: GatewaySimulator, count: int) -> tuple[f
         )
         for uid in range(1, count + 1)
     ]  # fmt: skip
-    handled = [Handled(i.uid, i.source_message_id, "forward", "urgent", "bench") for i in items]
+    handled = [LedgerEntry(i.uid, i.source_message_id, "forward", "urgent", "bench") for i in items]
     store.record_batch("INBOX", 1, handled, items, advance_to=count)
     before = len(gateway.received)
     started = time.perf_counter()
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     elapsed = time.perf_counter() - started
     sent = store.count_states().get("sent", 0)
     store.close()

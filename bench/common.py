@@ -2,7 +2,7 @@
 
 Not a benchmark itself (``make bench`` runs ``bench/bench_*.py``). Every figure is a wall-clock
 time measured from outside the daemon, against a real Dovecot and the gateway simulator of
-``tests/servers``, with ``forwarder run`` started as a process the way systemd starts it.
+``tests/support/servers``, with ``forwarder run`` started as a process the way systemd starts it.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.configs import write_config  # noqa: E402
-from tests.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402, F401
-from tests.servers import wait_until  # noqa: E402, F401
-from tests.servers.dovecot import DovecotServer  # noqa: E402
-from tests.servers.gateway import GatewaySimulator  # noqa: E402
-from tests.servers.mails import make_mail  # noqa: E402, F401
+from tests.support.configs import write_config  # noqa: E402
+from tests.support.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402, F401
+from tests.support.servers import wait_until  # noqa: E402, F401
+from tests.support.servers.dovecot import DovecotServer  # noqa: E402
+from tests.support.servers.gateway import GatewaySimulator  # noqa: E402
+from tests.support.servers.mails import make_mail  # noqa: E402, F401
 
 USER = "bench"
 NO_LIMITS = {"per_minute": 100_000, "per_hour": 100_000, "per_day": 100_000, "dedup_window": 0}
@@ -48,7 +48,7 @@ def compile_tree() -> None:
 
 
 class Account:
-    """What ``tests.configs.write_config`` needs to know about the IMAP side."""
+    """What ``tests.support.configs.write_config`` needs to know about the IMAP side."""
 
     def __init__(self, server: DovecotServer) -> None:
         self.host, self.port, self.user, self.password = (

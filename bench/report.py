@@ -148,7 +148,7 @@ def main() -> None:
         f"- commit: {commit}",
         "- every figure: median (min–max, n = runs or samples); wall-clock times measured from "
         "outside the daemon, which runs as `forwarder run` against a private Dovecot and the "
-        "gateway simulator of tests/servers (see each bench_*.py for the job).",
+        "gateway simulator of tests/support/servers (see each bench_*.py for the job).",
         "",
         "| figure | result | target |",
         "|---|---|---|",

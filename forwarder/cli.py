@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forwarder import __version__
+from forwarder.configfile import LOG_FORMATS
 
 if TYPE_CHECKING:
     from forwarder.config import Config
@@ -58,21 +59,34 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument(
-            "--config", "-c", default=DEFAULT_CONFIG, metavar="FILE",
+            "--config",
+            "-c",
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
             help=f"the YAML config file (default {DEFAULT_CONFIG})",
-        )  # fmt: skip
+        )
         p.set_defaults(func=func)
         return p
 
     run = command("run", "Run the daemon: watch IMAP, forward important mail as SMS.", _run)
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                     help="override log_level from the config")  # fmt: skip
+    run.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="override log_level from the config",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="override log_format from the config: plain lines (default, for journald) "
+        "or one JSON object per line",
+    )
 
     command("check", "Validate the config file without touching any server.", _check)
     command(
-        "test", "Run the rule tests written in the config's tests: section (exit 1 on failure).",
+        "test",
+        "Run the rule tests written in the config's tests: section (exit 1 on failure).",
         _test,
-    )  # fmt: skip
+    )
 
     trial = command(
         "try", "Dry run on one saved mail: which rule decides, and the exact SMS.", _try
@@ -110,33 +124,30 @@ def _load(args: argparse.Namespace) -> Config | int:
         return EX_CONFIG
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # imapclient logs protocol lines at DEBUG; they are redacted, but not needed.
-    logging.getLogger("imapclient").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
 def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
-    _setup_logging(args.log_level or config.log_level)
     import sqlite3
 
+    from forwarder.ops import logs
+
+    logs.SCRUBBER.update(logs.config_secrets(config))
+    logs.configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
+    for warning in config.warnings:
+        logger.warning("%s", warning)
     from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
 
     try:
         daemon = Daemon(config)
     except sqlite3.DatabaseError as exc:
         # A corrupt file will not heal by restarting: say so and stop the restart loop.
-        logger.error("the state file %s is unusable (%s); move it aside to start afresh "
-                     "(forwarder then forwards only mail that arrives from now on)",
-                     config.state, exc)  # fmt: skip
+        logger.error(
+            "the state file %s is unusable (%s); move it aside to start afresh "
+            "(forwarder then forwards only mail that arrives from now on)",
+            config.state,
+            exc,
+        )
         return EX_CONFIG
     except RuntimeError as exc:  # a state file from a newer forwarder
         logger.error("%s", exc)
@@ -151,6 +162,8 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
         f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
@@ -186,43 +199,43 @@ def _try(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.mail}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EX_NOINPUT
+    from forwarder.gateway.request import new_message_id
     from forwarder.mail import Mail
-    from forwarder.pipeline import quotes_gateway_secret, sms_options
-    from forwarder.text.transform import render
+    from forwarder.pipeline import plan
 
     mail = Mail(raw, folder=args.folder, flags=frozenset())
-    now = datetime.now(UTC)
-    decision = config.ruleset.decide(mail, now, explain=args.explain)
+    # The daemon's own plan, so try can never disagree with run about a mail.
+    planned = plan(
+        mail,
+        config,
+        datetime.now(UTC),
+        explain=args.explain,
+        new_message_id=lambda: new_message_id(config.delivery.message_id_domain),
+    )
+    decision = planned.decision
+    forwarded = planned.sms is not None and bool(planned.outbox)
     result: dict = {
-        "action": decision.action,
+        "action": "forward"
+        if forwarded
+        else ("skip" if decision.action == "forward" else decision.action),
         "rule": decision.rule,
-        "reason": decision.reason,
+        "reason": planned.entry.reason,
         "sms": None,
     }
     if args.explain:
         result["trace"] = list(decision.trace)
-    sms = None
-    if decision.action == "forward" and not decision.gateway_reply:
-        sms = render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
-        if quotes_gateway_secret(config.gateway, mail, sms.text):  # as the daemon decides
-            result["action"] = "skip"
-            result["reason"] = (
-                f"{decision.reason}; but it quotes the gateway Subject with forwarder's "
-                "password or API key (a gateway reply or a copy of a request?)"
-            )
-            sms = None
-    if sms is not None:
-        requests = config.gateway.requests(decision.options.sender)
+    if forwarded and planned.sms is not None:
+        sms, first = planned.sms, planned.outbox[0]
         result["sms"] = {
-            "to": requests[0].to,
-            "subject": requests[0].masked_subject,
+            "to": first.to_addr,
+            "subject": first.subject_masked,
             "text": sms.text,
             "length": sms.length,
             "encoding": sms.encoding,
             "segments": sms.segments,
         }
-        if len(requests) > 1:
-            result["sms"]["also_to"] = [r.to for r in requests[1:]]
+        if len(planned.outbox) > 1:
+            result["sms"]["also_to"] = [item.to_addr for item in planned.outbox[1:]]
         if decision.options.delay:
             result["sms"]["delay_seconds"] = decision.options.delay
         if decision.hold_until is not None:
@@ -249,6 +262,13 @@ def _try(args: argparse.Namespace) -> int:
         for line in sms_info["text"].splitlines() or [""]:
             print(f"  | {line}")
     return EX_OK
+
+
+def _account_key(account: str, key: str) -> str:
+    """A meta key as ``AccountStore`` writes it for ``account``."""
+    from forwarder.store import DEFAULT_ACCOUNT
+
+    return key if account == DEFAULT_ACCOUNT else f"{account}:{key}"
 
 
 def _ago(timestamp: float | None) -> str:
@@ -344,6 +364,8 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
     """Everything ``status`` shows, as plain data (no secrets: subjects are stored masked)."""
     import dataclasses
 
+    from forwarder.store import DEFAULT_ACCOUNT
+
     def meta_time(key: str) -> float | None:
         value = store.get_meta(key)
         return float(value) if value else None
@@ -356,11 +378,35 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
         "started_at": meta_time("started_at"),
         "running": _daemon_alive(store),
         "stopped_at": meta_time("stopped_at"),
-        "last_poll": meta_time("last_poll"),
-        "last_poll_error": store.get_meta("last_poll_error") or None,
+        "last_poll": max(
+            (t for a in config.accounts if (t := meta_time(_account_key(a.name, "last_poll")))),
+            default=None,
+        ),
+        "last_poll_error": "; ".join(
+            f"{a.name}: {e}" if len(config.accounts) > 1 else e
+            for a in config.accounts
+            if (e := store.get_meta(_account_key(a.name, "last_poll_error")))
+        )
+        or None,
+        # Folders of the default account by name, others' as "account:folder".
         "folders": {
-            folder: {"uidvalidity": cp.uidvalidity, "last_uid": cp.last_uid, "updated_at": at}
-            for folder, (cp, at) in store.checkpoints().items()
+            (folder if account == DEFAULT_ACCOUNT else f"{account}:{folder}"): {
+                "uidvalidity": cp.uidvalidity,
+                "last_uid": cp.last_uid,
+                "updated_at": at,
+            }
+            for (account, folder), (cp, at) in store.checkpoints().items()
+        },
+        "accounts": {
+            account.name: {
+                "host": account.host,
+                "folders": list(account.folders),
+                "idle_folders": list(account.idle_folders),
+                "last_poll": meta_time(_account_key(account.name, "last_poll")),
+                "last_poll_error": store.get_meta(_account_key(account.name, "last_poll_error"))
+                or None,
+            }
+            for account in config.accounts
         },
         "outbox": store.count_states(),
         "waiting_for_read": store.waiting_for_read(),  # delay + unless_read, not yet decided
@@ -415,6 +461,7 @@ def _status(args: argparse.Namespace) -> int:
     if not config.state.exists():
         print(f"no state yet: {config.state} does not exist (has forwarder run?)", file=sys.stderr)
         return EX_TEMPFAIL
+    from forwarder.delivery.states import FINAL, State
     from forwarder.store import Store
 
     store = Store(config.state)
@@ -460,8 +507,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"SENDING PAUSED: the gateway said {circuit['code']} — {explain(code)}")
         print(f"            next probe SMS: {_ago(circuit['probe_at'])}")
     for entry in data["blocked"]:
-        print(f"blocked:    {entry['recipient']} ({entry['reason']}); "
-              f"'forwarder unblock {entry['recipient']}' to allow it")  # fmt: skip
+        print(
+            f"blocked:    {entry['recipient']} ({entry['reason']}); "
+            f"'forwarder unblock {entry['recipient']}' to allow it"
+        )
     if data["gateway_errors"]:
         print("gateway replies:")
     for entry in data["gateway_errors"]:
@@ -476,9 +525,9 @@ def _status(args: argparse.Namespace) -> int:
         preview = " ".join(item["text"].split())
         preview = preview[:60] + ("…" if len(preview) > 60 else "")
         print(f"  {when:%m-%d %H:%M} {item['state']:<9} {item['rule'] or '-':<12} {preview}")
-        if item.get("reason") and item["state"] in ("held", "duplicate", "cancelled", "failed"):
+        if item.get("reason") and State(item["state"]) in FINAL:
             print(f"      {item['state']}: {item['reason']}")
-        elif item["last_error"] and item["state"] != "sent":
+        elif item["last_error"] and item["state"] != State.SENT:
             print(f"      last error: {item['last_error']}")
     return EX_OK
 

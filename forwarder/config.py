@@ -7,25 +7,33 @@ without further checks, or raises ``ConfigError`` carrying every problem as
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
+import shlex
+import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from forwarder.configfile import LOG_FORMATS  # re-exported: config.LOG_FORMATS
 from forwarder.configfile.schema import Problems, Secret, Section
-from forwarder.configfile.yamlsource import ConfigError, load_file
+from forwarder.configfile.yamlsource import ConfigError, Problem, load_file
+from forwarder.delivery.policy import LimitsConfig
 from forwarder.gateway import account as gateway
 from forwarder.gateway.account import Account, Auth, Mode
 from forwarder.rules.guards import DEFAULT_REPLY_FROM
 from forwarder.rules.ruleset import GuardContext, RuleSet, compile_ruleset
-from forwarder.text.smstext import SmsOptions, validate_template
+from forwarder.rules.ruletests import load_rule_tests
+from forwarder.text.smstext import SMS_MAX_CHARS, SmsOptions, validate_template
 
 DEFAULT_STATE = "/var/lib/forwarder/state.db"
 SECURITY = ("tls", "starttls", "plain")
 IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
+METRICS_PORT = 9187
 
 __all__ = ["Config", "ConfigError", "load"]
 
@@ -55,8 +63,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    """A settings dataclass's field defaults: each default is written once, in its field."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not MISSING}
+
+
 @dataclass(frozen=True)
 class ImapConfig:
+    """One IMAP account: the single ``imap:`` section (named ``default``) or an item of
+    ``accounts:``."""
+
     host: str
     port: int
     security: str  # tls | starttls | plain (plain only to loopback)
@@ -65,13 +81,22 @@ class ImapConfig:
     folders: tuple[str, ...] = ("INBOX",)
     poll_interval: float = 60.0  # the safety-net poll, also the only mechanism when idle is off
     idle: bool = True  # RFC 2177 push where the server offers it
-    idle_renew: float = (
-        600.0  # re-issue IDLE this often; RFC 2177 says servers may drop it at 29 min
-    )
+    idle_renew: float = 600.0  # re-issue IDLE this often; RFC 2177: servers may drop it at 29 min
     timeout: float = 30.0  # every socket operation; nothing may block for ever
     ca_file: str | None = None
     fetch_bytes: int = 4096  # how much of each text part to fetch: the SMS needs only the start
     keyword: str | None = None  # e.g. "$Forwarded": flag handled mail, when PERMANENTFLAGS allow
+    name: str = "default"  # the account's name: state rows, status and rules' account: match
+    max_connections: int | None = None  # None: 1 + one IDLE connection per folder
+
+    @property
+    def idle_folders(self) -> tuple[str, ...]:
+        """The folders that get an IDLE connection within the connection budget: one
+        connection is the round's, the rest IDLE; folders beyond the budget are polled."""
+        if not self.idle:
+            return ()
+        budget = len(self.folders) if self.max_connections is None else self.max_connections - 1
+        return self.folders[: max(0, budget)]
 
 
 @dataclass(frozen=True)
@@ -99,19 +124,41 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
-class LimitsConfig:
-    """A wallet guard across all rules; a held SMS is summarised, never silently dropped."""
+class MetricsConfig:
+    """Prometheus text at ``http://HOST:PORT/metrics``; served only when ``listen`` is set."""
 
-    per_minute: int = 5
-    per_hour: int = 30
-    per_day: int = 100
-    dedup_window: float = 600.0  # same sender + subject within this many seconds → one SMS
+    listen: tuple[str, int] | None = None  # (host, port); host an IP address or localhost
+    allow_remote: bool = False  # the endpoint has no authentication: loopback unless said
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """A healthchecks.io-style dead man's switch: GET after good rounds, ``/fail`` on bad."""
+
+    ping_url: Secret | None = None  # whoever knows it can ping: kept out of logs like a secret
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """SMS to the owner about forwarder itself (the mailbox cannot be read, and back)."""
+
+    enabled: bool = True
+    imap_down_after: float = 1800.0
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """The systemd watchdog (active when the unit sets ``WatchdogSec=``)."""
+
+    # No finished round for this long: hung, the pings stop and systemd restarts forwarder.
+    # None: forwarder.ops.watchdog.round_bound(poll_interval, timeout), at least 15 min.
+    round_timeout: float | None = None
 
 
 @dataclass(frozen=True)
 class Config:
     source: Path
-    imap: ImapConfig
+    accounts: tuple[ImapConfig, ...]
     smtp: SmtpConfig
     gateway: Account
     delivery: DeliveryConfig
@@ -123,6 +170,25 @@ class Config:
     pause: float = 3600.0  # after AUTH/FORBIDDEN/NO LIST, wait this long before one probe SMS
     probe_wait: float = 300.0  # a probe with no error reply within this long closes the circuit
     log_level: str = "INFO"
+    log_format: str = "plain"  # plain | json (one JSON object per line)
+    metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
+    # Things worth fixing that do not stop forwarder (a secret in a file others can read).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def imap(self) -> ImapConfig:
+        """The first (with ``imap:``, the only) account."""
+        return self.accounts[0]
+
+    def account(self, name: str) -> ImapConfig:
+        """The account called ``name``; KeyError if this config has none by that name."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(name)
 
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -134,7 +200,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     top = Section(document, "", problems, file=str(path), line=1)
 
-    imap = _imap(top.section("imap"))
+    accounts = _accounts(top)
     smtp = _smtp(top.section("smtp"))
     account, reply_from, pause, probe_wait = _gateway(top.section("gateway"), smtp)
     delivery = _delivery(top.section("delivery"))
@@ -142,6 +208,11 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     sms = _sms(top.section("sms"), account.max_length)
     state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
     log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format = top.str("log_format", _defaults(Config)["log_format"], choices=LOG_FORMATS)
+    metrics = _metrics(top.section("metrics"))
+    health = _health(top.section("health"))
+    alerts = _alerts(top.section("alerts"))
+    watchdog = _watchdog(top.section("watchdog"))
     context = GuardContext(
         reply_from=reply_from,
         own_domain=delivery.message_id_domain,
@@ -149,12 +220,13 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         gateway_domain=account.domain if account else gateway.DEFAULT_DOMAIN,
     )
     ruleset = compile_ruleset(top, context)
+    ruleset = ruleset.with_tests(load_rule_tests(top, ruleset.names, ruleset.timezone))
     top.finish()
     if problems:
         raise ConfigError(problems.items)
     return Config(
         source=Path(path),
-        imap=imap,
+        accounts=accounts,
         smtp=smtp,
         gateway=account,
         delivery=delivery,
@@ -166,7 +238,37 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         pause=pause,
         probe_wait=probe_wait,
         log_level=log_level,
+        log_format=log_format,
+        metrics=metrics,
+        health=health,
+        alerts=alerts,
+        watchdog=watchdog,
+        warnings=tuple(_exposed_secrets(problems.inline_secrets)),
     )
+
+
+def _exposed_secrets(inline: list[Problem]) -> list[str]:
+    """A warning per config file that holds a secret and that group or others can read."""
+    by_file: dict[str, list[Problem]] = {}
+    for found in inline:
+        by_file.setdefault(found.file, []).append(found)
+    warnings = []
+    for file, found in by_file.items():
+        try:
+            mode = os.stat(file).st_mode & 0o777
+        except OSError:
+            continue
+        if not mode & 0o044:
+            continue
+        who = {0o040: "its group", 0o004: "every user"}.get(mode & 0o044, "its group and others")
+        names = ", ".join(sorted({f.message for f in found}))
+        first = min(f.line for f in found)
+        warnings.append(
+            f"{file}:{first}: {names} {'is' if len(found) == 1 else 'are'} written in this "
+            f"file, which {who} can read (mode {mode:04o}): run  chmod 600 {shlex.quote(file)}  "
+            "(or move the secret to a *_file setting, e.g. a systemd credential: see README)"
+        )
+    return warnings
 
 
 def _security(section: Section, host: str | None) -> str:
@@ -180,10 +282,44 @@ def _security(section: Section, host: str | None) -> str:
     return security
 
 
-def _imap(s: Section) -> ImapConfig:
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def _accounts(top: Section) -> tuple[ImapConfig, ...]:
+    """``imap:`` (one account, named ``default``) or ``accounts:`` (several, each named)."""
+    if not top.has("accounts"):
+        return (_imap(top.section("imap"), "default"),)
+    if top.has("imap"):
+        top.error("imap", "use imap: for one account or accounts: for several, not both")
+    accounts: list[ImapConfig] = []
+    first_line: dict[str, int] = {}
+    for section in top.sections("accounts", what="accounts (each item starting '- name:')"):
+        name = section.str("name", what="an account name", check=_check_account_name) or ""
+        if name in first_line:
+            section.error(
+                "name",
+                f"{section.name('name')}: account name {name!r} is used twice, at line "
+                f"{first_line[name]} and line {section.line('name')}",
+            )
+        first_line.setdefault(name, section.line("name"))
+        accounts.append(_imap(section, name))
+    if not accounts:
+        top.error("accounts", "accounts must list at least one account")
+        accounts.append(_imap(top.section("imap"), "default"))
+    return tuple(accounts)
+
+
+def _check_account_name(value: str) -> str | None:
+    if not ACCOUNT_NAME.fullmatch(value):
+        return "must be a short name of lower-case letters, digits, - and _ (like work)"
+    return None
+
+
+def _imap(s: Section, name: str) -> ImapConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
-    folders = s.str_list("folders", ["INBOX"], what="folder names")
+    d = _defaults(ImapConfig)
+    folders = s.str_list("folders", list(d["folders"]), what="folder names")
     if not folders:
         s.error("folders", "imap.folders must name at least one folder")
     config = ImapConfig(
@@ -192,14 +328,16 @@ def _imap(s: Section) -> ImapConfig:
         security=security,
         username=s.str("username") or "",
         password=s.secret("password", required=True) or Secret(""),
-        folders=tuple(folders or ["INBOX"]),
-        poll_interval=s.duration("poll_interval", 60, minimum=1),
-        idle=s.bool("idle", True),
-        idle_renew=s.duration("idle_renew", 600, minimum=10),
-        timeout=s.duration("timeout", 30, minimum=1),
+        folders=tuple(folders or d["folders"]),
+        poll_interval=s.duration("poll_interval", d["poll_interval"], minimum=1),
+        idle=s.bool("idle", d["idle"]),
+        idle_renew=s.duration("idle_renew", d["idle_renew"], minimum=10),
+        timeout=s.duration("timeout", d["timeout"], minimum=1),
         ca_file=_ca_file(s),
-        fetch_bytes=s.size("fetch_bytes", 4096),
+        fetch_bytes=s.size("fetch_bytes", d["fetch_bytes"]),
         keyword=s.str("keyword", None, check=_check_keyword),
+        name=name,
+        max_connections=s.int("max_connections", None, minimum=1, maximum=100),
     )
     if config.idle_renew >= 29 * 60:
         s.error("idle_renew", "imap.idle_renew must be below 29 minutes (RFC 2177 §3)")
@@ -227,6 +365,7 @@ def _smtp(s: Section) -> SmtpConfig:
     password = s.secret("password", required=username is not None)
     if password is not None and username is None:
         s.error("password", "smtp.password is set but smtp.username is not")
+    d = _defaults(SmtpConfig)
     from_addr = s.str("from", what="an e-mail address") or ""
     if from_addr and not _BARE_ADDRESS.match(from_addr):
         # It is the From: header and the SMTP envelope sender, and the own-mail guard compares
@@ -242,9 +381,9 @@ def _smtp(s: Section) -> SmtpConfig:
         username=username,
         password=password,
         from_addr=from_addr,
-        timeout=s.duration("timeout", 30, minimum=1),
+        timeout=s.duration("timeout", d["timeout"], minimum=1),
         ca_file=_ca_file(s),
-        allow_plaintext_secrets=s.bool("allow_plaintext_secrets", False),
+        allow_plaintext_secrets=s.bool("allow_plaintext_secrets", d["allow_plaintext_secrets"]),
     )
     s.finish()
     return config
@@ -285,12 +424,11 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
         s.error("api_key", "gateway.api_key must be one token: no ';', spaces or line breaks")
     if password is not None and any(c in password.reveal() for c in ";\r\n"):
         s.error("password", "gateway.password cannot contain ';' or line breaks (Subject syntax)")
-    max_length = s.int(
-        "max_length", gateway.SMS_MAX_CHARS, minimum=1, maximum=gateway.SMS_MAX_CHARS
-    )
+    max_length = s.int("max_length", SMS_MAX_CHARS, minimum=1, maximum=SMS_MAX_CHARS)
     reply_from = tuple(s.str_list("reply_from", list(DEFAULT_REPLY_FROM), what="address patterns"))
-    pause = s.duration("pause", 3600, minimum=1)
-    probe_wait = s.duration("probe_wait", 300, minimum=1)
+    d = _defaults(Config)
+    pause = s.duration("pause", d["pause"], minimum=1)
+    probe_wait = s.duration("probe_wait", d["probe_wait"], minimum=1)
 
     # Which of the seed document's modes a–e the combination names; anything else is impossible.
     if mode is Mode.OWN_NUMBER and auth is not Auth.NONE:
@@ -345,15 +483,16 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
 
 
 def _delivery(s: Section) -> DeliveryConfig:
+    d = _defaults(DeliveryConfig)
     config = DeliveryConfig(
-        on_doubt=s.str("on_doubt", "alert", choices=("alert", "resend")),
-        max_age=s.duration("max_age", 6 * 3600, minimum=60),
-        retry_attempts=s.int("retry_attempts", 3, minimum=1, maximum=20),
-        retry_backoff=s.duration("retry_backoff", 30, minimum=1),
-        retry_backoff_max=s.duration("retry_backoff_max", 900, minimum=1),
-        unless_read_wait=s.duration("unless_read_wait", 900),
+        on_doubt=s.str("on_doubt", d["on_doubt"], choices=("alert", "resend")),
+        max_age=s.duration("max_age", d["max_age"], minimum=60),
+        retry_attempts=s.int("retry_attempts", d["retry_attempts"], minimum=1, maximum=20),
+        retry_backoff=s.duration("retry_backoff", d["retry_backoff"], minimum=1),
+        retry_backoff_max=s.duration("retry_backoff_max", d["retry_backoff_max"], minimum=1),
+        unless_read_wait=s.duration("unless_read_wait", d["unless_read_wait"]),
         message_id_domain=s.str(
-            "message_id_domain", "forwarder.invalid", what="a domain", check=check_domain
+            "message_id_domain", d["message_id_domain"], what="a domain", check=check_domain
         ),
     )
     if config.retry_backoff_max < config.retry_backoff:
@@ -367,11 +506,12 @@ def _delivery(s: Section) -> DeliveryConfig:
 
 
 def _limits(s: Section) -> LimitsConfig:
+    d = _defaults(LimitsConfig)
     config = LimitsConfig(
-        per_minute=s.int("per_minute", 5, minimum=1),
-        per_hour=s.int("per_hour", 30, minimum=1),
-        per_day=s.int("per_day", 100, minimum=1),
-        dedup_window=s.duration("dedup_window", 600),
+        per_minute=s.int("per_minute", d["per_minute"], minimum=1),
+        per_hour=s.int("per_hour", d["per_hour"], minimum=1),
+        per_day=s.int("per_day", d["per_day"], minimum=1),
+        dedup_window=s.duration("dedup_window", d["dedup_window"]),
     )
     s.finish()
     return config
@@ -391,3 +531,81 @@ def _sms(s: Section, max_length: int) -> SmsOptions:
     )
     s.finish()
     return options
+
+
+def _metrics(s: Section) -> MetricsConfig:
+    allow_remote = s.bool("allow_remote", _defaults(MetricsConfig)["allow_remote"])
+    raw = s.str("listen", None, what='an address like "127.0.0.1:9187"')
+    listen = None
+    if raw is not None:
+        listen = _listen_address(raw)
+        if listen is None:
+            s.error(
+                "listen",
+                f"metrics.listen must be HOST:PORT with an IP address or localhost, like "
+                f'"127.0.0.1:{METRICS_PORT}" or "[::1]:{METRICS_PORT}", not {raw!r}',
+            )
+        elif not allow_remote and not is_loopback(listen[0]):
+            s.error(
+                "listen",
+                f"metrics.listen: {listen[0]} is not a loopback address, and /metrics has no "
+                "password: set metrics.allow_remote: true to serve it to the network",
+            )
+            listen = None
+    s.finish()
+    return MetricsConfig(listen=listen, allow_remote=allow_remote)
+
+
+def _listen_address(value: str) -> tuple[str, int] | None:
+    """("127.0.0.1", 9187) from "127.0.0.1:9187", "[::1]:9187", "localhost:9187" or "9187"."""
+    value = value.strip()
+    if value.isdigit():
+        host, port_text = "127.0.0.1", value
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not port_text.isdigit():
+            return None
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            return None  # an IPv6 address needs brackets: [::1]:9187
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        return None
+    if host.lower() != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    return host, port
+
+
+def _health(s: Section) -> HealthConfig:
+    def url(value: str) -> str | None:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The URL itself is not repeated: it works as a password for the check.
+            return "must be an http:// or https:// URL, like https://hc-ping.com/<uuid>"
+        return None
+
+    ping_url = s.str("ping_url", None, what="a URL", check=url)
+    s.finish()
+    return HealthConfig(ping_url=Secret(ping_url) if ping_url else None)
+
+
+def _alerts(s: Section) -> AlertsConfig:
+    d = _defaults(AlertsConfig)
+    config = AlertsConfig(
+        enabled=s.bool("enabled", d["enabled"]),
+        # A few seconds is allowed (tests use it); under a few minutes, every network blip
+        # becomes two SMS.
+        imap_down_after=s.duration("imap_down_after", d["imap_down_after"], minimum=1),
+    )
+    s.finish()
+    return config
+
+
+def _watchdog(s: Section) -> WatchdogConfig:
+    config = WatchdogConfig(round_timeout=s.duration("round_timeout", None, minimum=1))
+    s.finish()
+    return config

@@ -11,16 +11,19 @@ from datetime import datetime
 from forwarder.config import Config
 from forwarder.gateway.account import Account
 from forwarder.mail import Mail
+from forwarder.records import LedgerEntry, OutboxItem
 from forwarder.rules.ruleset import Decision
-from forwarder.store import Handled, OutboxItem
 from forwarder.text import transform
 from forwarder.text.smstext import SmsOptions, SmsText
 
 
 @dataclass(frozen=True)
 class Plan:
+    """What becomes of one mail: the rules' ``decision``, the ledger ``entry`` written for it,
+    and the SMS requests to queue (``outbox``, with the ``sms`` text they carry)."""
+
     decision: Decision
-    handled: Handled
+    entry: LedgerEntry
     outbox: tuple[OutboxItem, ...] = ()
     sms: SmsText | None = None
 
@@ -76,24 +79,32 @@ def plan(
     *,
     new_message_id: Callable[[], str],
     forwarded_as: Callable[[str], str | None] = _not_forwarded,
+    explain: bool = False,
+    decision: Decision | None = None,
 ) -> Plan:
     """Decide about one mail and, if it is to be forwarded, compose its SMS requests.
 
     ``forwarded_as(message_id)`` names the mail (``folder/UID``) already forwarded with
     the same Message-ID, if any: one message can stand in two watched folders (a Gmail
     label is a folder; a filter may copy), or be delivered twice, and must cost one SMS.
+    ``explain`` keeps the rules' trace in the decision (``forwarder try --explain``).
+    ``decision`` is the rules' decision about this very ``mail`` at ``now`` when the caller
+    has it already (intake decides once to know which mail needs its text fetched).
     """
-    decision = config.ruleset.decide(mail, now)
+    if decision is None:
+        decision = config.ruleset.decide(mail, now, explain=explain)
     message_id = mail.message_id or f"<uid-{mail.uid}@{mail.folder}>"
     if decision.gateway_reply:
         return Plan(
-            decision, Handled(mail.uid, message_id, "reply", decision.rule, decision.reason)
+            decision, LedgerEntry(mail.uid, message_id, "reply", decision.rule, decision.reason)
         )
     if decision.action != "forward":
-        return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, decision.reason))
+        return Plan(
+            decision, LedgerEntry(mail.uid, message_id, "skip", decision.rule, decision.reason)
+        )
     if mail.message_id and (earlier := forwarded_as(mail.message_id)):
         reason = f"{decision.reason}; but already forwarded as {earlier} (same Message-ID)"
-        return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, reason))
+        return Plan(decision, LedgerEntry(mail.uid, message_id, "skip", decision.rule, reason))
     sms = transform.render(mail, sms_options(config, decision), rule=decision.rule or "", now=now)
     if quotes_gateway_secret(config.gateway, mail, sms.text):
         # A gateway reply from an address gateway.reply_from does not know, a bounce with the
@@ -103,7 +114,7 @@ def plan(
             f"{decision.reason}; but it quotes the gateway Subject with forwarder's password or "
             "API key (a gateway reply or a copy of a request?)"
         )
-        return Plan(decision, Handled(mail.uid, message_id, "skip", decision.rule, reason))
+        return Plan(decision, LedgerEntry(mail.uid, message_id, "skip", decision.rule, reason))
     # The row is due after the rule's delay (unless_read checks \Seen then), and never inside
     # quiet hours with then: hold (it goes when the window ends).
     delay = decision.options.delay or 0.0
@@ -131,5 +142,5 @@ def plan(
         )
         for request in config.gateway.requests(sender)
     )
-    handled = Handled(mail.uid, message_id, "forward", decision.rule, decision.reason)
-    return Plan(decision, handled, items, sms)
+    entry = LedgerEntry(mail.uid, message_id, "forward", decision.rule, decision.reason)
+    return Plan(decision, entry, items, sms)

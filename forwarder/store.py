@@ -21,18 +21,22 @@ What it must guarantee, and how:
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forwarder.delivery.policy import DAY, HOUR, MINUTE, ORIGINAL_STATES, Candidate, SendCounts
+from forwarder.delivery.policy import DAY, HOUR, MINUTE, Candidate, SendCounts
+from forwarder.delivery.states import ANSWERABLE, DELIVERED, ORIGINALS, UNDER_WAY, State, check
+from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every folder-keyed row is keyed by account as well
+DEFAULT_ACCOUNT = "default"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -41,13 +45,16 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 -- Per folder: everything with UID <= last_uid in this UIDVALIDITY has been decided.
 CREATE TABLE IF NOT EXISTS checkpoints (
-    folder      TEXT PRIMARY KEY,
+    account     TEXT NOT NULL DEFAULT 'default',
+    folder      TEXT NOT NULL,
     uidvalidity INTEGER NOT NULL,
     last_uid    INTEGER NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (account, folder)
 );
 -- Every mail looked at and what was decided: the ledger behind 'never twice'.
 CREATE TABLE IF NOT EXISTS handled (
+    account     TEXT NOT NULL DEFAULT 'default',
     folder      TEXT NOT NULL,
     uidvalidity INTEGER NOT NULL,
     uid         INTEGER NOT NULL,
@@ -56,7 +63,7 @@ CREATE TABLE IF NOT EXISTS handled (
     rule        TEXT,
     reason      TEXT NOT NULL,
     at          REAL NOT NULL,
-    PRIMARY KEY (folder, uidvalidity, uid)
+    PRIMARY KEY (account, folder, uidvalidity, uid)
 );
 -- One row per SMS request: kind 'mail' (one per mail and recipient) or 'summary' (of held
 -- mail; folder '' and a negative uid). state: pending → sending → in_doubt → sent, or
@@ -65,6 +72,7 @@ CREATE TABLE IF NOT EXISTS handled (
 CREATE TABLE IF NOT EXISTS outbox (
     id                INTEGER PRIMARY KEY,
     kind              TEXT NOT NULL DEFAULT 'mail',
+    account           TEXT NOT NULL DEFAULT 'default',
     folder            TEXT NOT NULL,
     uidvalidity       INTEGER NOT NULL,
     uid               INTEGER NOT NULL,
@@ -94,7 +102,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     duplicate_of      INTEGER,
     summary_id        INTEGER,
     previous_ids      TEXT NOT NULL DEFAULT '',  -- Message-IDs of earlier tries (MSG:XXX resend)
-    UNIQUE (folder, uidvalidity, uid, recipient)
+    UNIQUE (account, folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
 -- One message in two watched folders (or delivered twice) must cost one SMS.
@@ -111,6 +119,7 @@ CREATE INDEX IF NOT EXISTS sends_at ON sends (at);
 -- Gateway replies (BANNED, FORBIDDEN, NO LIST, MSG:XXX, AUTH, ...), kept 90 days.
 CREATE TABLE IF NOT EXISTS replies (
     id                 INTEGER PRIMARY KEY,
+    account            TEXT NOT NULL DEFAULT 'default',
     folder             TEXT NOT NULL,
     uidvalidity        INTEGER NOT NULL,
     uid                INTEGER NOT NULL,
@@ -120,7 +129,7 @@ CREATE TABLE IF NOT EXISTS replies (
     detail             TEXT NOT NULL,
     request_message_id TEXT,
     tie                TEXT NOT NULL,
-    UNIQUE (folder, uidvalidity, uid)
+    UNIQUE (account, folder, uidvalidity, uid)
 );
 CREATE TABLE IF NOT EXISTS blocked (
     recipient TEXT PRIMARY KEY,
@@ -141,82 +150,9 @@ CREATE TABLE IF NOT EXISTS circuit (
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    uidvalidity: int
-    last_uid: int
-
-
-@dataclass(frozen=True)
-class Handled:
-    """The decision about one mail, written with the checkpoint that covers it."""
-
-    uid: int
-    message_id: str
-    action: str
-    rule: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """An SMS to send, as the pipeline hands it to the store (no secrets in here)."""
-
-    uid: int
-    source_message_id: str
-    rule: str | None
-    recipient: str
-    to_addr: str
-    sender: str
-    subject_masked: str
-    text: str
-    message_id: str
-    not_before: float
-    unless_read: bool = False
-    dedup_key: str | None = None
-    state: str = "pending"
-    mail_from: str = ""
-    mail_subject: str = ""
-    kind: str = "mail"
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    folder: str
-    uidvalidity: int
-    uid: int
-    source_message_id: str
-    rule: str | None
-    recipient: str
-    to_addr: str
-    sender: str
-    subject_masked: str
-    text: str
-    message_id: str
-    state: str
-    created_at: float
-    updated_at: float
-    not_before: float
-    unless_read: bool
-    attempts: int
-    last_error: str | None
-    sent_at: float | None
-    dedup_key: str | None
-    previous_ids: str = ""
-    kind: str = "mail"
-    mail_from: str = ""
-    mail_subject: str = ""
-    reason: str | None = None
-    due_at: float = 0.0
-    retries: int = 0
-    attempted_at: float | None = None
-    duplicate_of: int | None = None
-    summary_id: int | None = None
-
-
-@dataclass(frozen=True)
 class ReplyRow:
     id: int
+    account: str
     folder: str
     uidvalidity: int
     uid: int
@@ -238,6 +174,19 @@ class Circuit:
     probe_sent: float | None
 
 
+def _create_private(path: Path) -> None:
+    """A new state file is the owner's alone: its directory 0700, the file 0600.
+
+    It holds what mail came from whom (never a secret, but private all the same).
+    SQLite gives its -wal and -shm files the mode of the database, so creating the
+    file first, with 0600, is enough. Existing files and directories are left as
+    they are: the owner may have chosen their modes.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 class Store:
     """Thread-safe access to the state file (one connection, one lock: the load is tiny)."""
 
@@ -245,7 +194,7 @@ class Store:
         self.path = Path(path)
         self.clock = clock
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=30
@@ -255,15 +204,52 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
+            version = self._schema_version()
+            if version is not None and version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer forwarder (schema {version}); "
+                    "upgrade forwarder"
+                )
+            if version == 1:
+                self._migrate_from_1()
             self._db.executescript(_SCHEMA)
-        version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} was written by a newer forwarder (schema {version}); "
-                "upgrade forwarder"
-            )
+        self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _schema_version(self) -> int | None:
+        """The version a state file was written with; None for a new file."""
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if found is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row["value"]) if row else None
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 → 2: the folder-keyed tables get an ``account`` column (``default``).
+
+        SQLite cannot change a primary key in place, so each table is rebuilt: renamed,
+        created anew, copied, dropped; all in one transaction, so a crash midway leaves
+        schema 1 as it was.
+        """
+        tables = ("checkpoints", "handled", "outbox", "replies")
+        with self.transaction() as db:
+            for index in ("outbox_state", "handled_message_id", "outbox_dedup"):
+                db.execute(f"DROP INDEX IF EXISTS {index}")
+            for table in tables:
+                db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+            for statement in _statements(_SCHEMA):
+                db.execute(statement)
+            for table in tables:
+                columns = [r["name"] for r in db.execute(f"PRAGMA table_info({table}_v1)")]
+                names = ", ".join(columns)
+                db.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_v1")
+                db.execute(f"DROP TABLE {table}_v1")
+            db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+    def account(self, name: str) -> AccountStore:
+        """This state file as one account's intake sees it (its checkpoints and ledger)."""
+        return AccountStore(self, name)
 
     def close(self) -> None:
         with self._lock:
@@ -304,53 +290,68 @@ class Store:
             )
 
     # -- checkpoints --------------------------------------------------------------------------
-    def checkpoint(self, folder: str) -> Checkpoint | None:
+    def checkpoint(self, folder: str, *, account: str = DEFAULT_ACCOUNT) -> Checkpoint | None:
         rows = self._query(
-            "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+            "SELECT uidvalidity, last_uid FROM checkpoints WHERE account = ? AND folder = ?",
+            (account, folder),
         )
         return Checkpoint(rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else None
 
-    def checkpoints(self) -> dict[str, tuple[Checkpoint, float]]:
-        rows = self._query("SELECT * FROM checkpoints ORDER BY folder")
+    def checkpoints(self) -> dict[tuple[str, str], tuple[Checkpoint, float]]:
+        """Every checkpoint: (account, folder) → (checkpoint, when it last moved)."""
+        rows = self._query("SELECT * FROM checkpoints ORDER BY account, folder")
         return {
-            r["folder"]: (Checkpoint(r["uidvalidity"], r["last_uid"]), r["updated_at"])
+            (r["account"], r["folder"]): (
+                Checkpoint(r["uidvalidity"], r["last_uid"]),
+                r["updated_at"],
+            )
             for r in rows
         }
 
-    def baseline(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+    def baseline(
+        self, folder: str, uidvalidity: int, last_uid: int, *, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         """Start (or restart, after a UIDVALIDITY change) a folder without forwarding its mail."""
         with self.transaction() as db:
-            self._set_checkpoint(db, folder, uidvalidity, last_uid)
+            self._set_checkpoint(db, account, folder, uidvalidity, last_uid)
 
     def _set_checkpoint(
-        self, db: sqlite3.Connection, folder: str, uidvalidity: int, last_uid: int
+        self, db: sqlite3.Connection, account: str, folder: str, uidvalidity: int, last_uid: int
     ) -> None:
         db.execute(
-            "INSERT INTO checkpoints (folder, uidvalidity, last_uid, updated_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET "
+            "INSERT INTO checkpoints (account, folder, uidvalidity, last_uid, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, folder) DO UPDATE SET "
             "uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, "
             "updated_at = excluded.updated_at",
-            (folder, uidvalidity, last_uid, self.clock()),
+            (account, folder, uidvalidity, last_uid, self.clock()),
         )
 
     def forwarded_as(self, message_id: str) -> str | None:
-        """``folder/UID`` of a mail with this Message-ID that was forwarded, if any."""
+        """``folder/UID`` (``account:folder/UID`` beyond the default account) of a mail with
+        this Message-ID that was forwarded, in any account: one message costs one SMS."""
         rows = self._query(
-            "SELECT folder, uid FROM handled WHERE message_id = ? AND action = 'forward' LIMIT 1",
+            "SELECT account, folder, uid FROM handled WHERE message_id = ? "
+            "AND action = 'forward' LIMIT 1",
             (message_id,),
         )
-        return f"{rows[0]['folder']}/{rows[0]['uid']}" if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        where = f"{r['folder']}/{r['uid']}"
+        return where if r["account"] == DEFAULT_ACCOUNT else f"{r['account']}:{where}"
 
-    def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
+    def handled_uids(
+        self, folder: str, uidvalidity: int, uids: Iterable[int], *, account: str = DEFAULT_ACCOUNT
+    ) -> set[int]:
         wanted = list(uids)
         found: set[int] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._query(
-                "SELECT uid FROM handled WHERE folder = ? AND uidvalidity = ? "
+                "SELECT uid FROM handled WHERE account = ? AND folder = ? AND uidvalidity = ? "
                 f"AND uid IN ({marks})",
-                (folder, uidvalidity, *chunk),
+                (account, folder, uidvalidity, *chunk),
             )
             found.update(r["uid"] for r in rows)
         return found
@@ -359,10 +360,11 @@ class Store:
         self,
         folder: str,
         uidvalidity: int,
-        handled: Sequence[Handled],
+        handled: Sequence[LedgerEntry],
         outbox: Sequence[OutboxItem],
         *,
         advance_to: int | None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
         """Write decisions, queue SMS and advance the checkpoint: all or nothing.
 
@@ -373,23 +375,27 @@ class Store:
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO handled "
-                "(folder, uidvalidity, uid, message_id, action, rule, reason, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "(account, folder, uidvalidity, uid, message_id, action, rule, reason, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (folder, uidvalidity, h.uid, h.message_id, h.action, h.rule, h.reason, now)
+                    (account, folder, uidvalidity, h.uid, h.message_id, h.action, h.rule,
+                     h.reason, now)
                     for h in handled
                 ],
-            )
+            )  # fmt: skip
             db.executemany(
-                _INSERT_OUTBOX, [_outbox_values(folder, uidvalidity, o, now) for o in outbox]
+                _INSERT_OUTBOX,
+                [_outbox_values(account, folder, uidvalidity, o, now) for o in outbox],
             )
             if advance_to is not None:
                 current = db.execute(
-                    "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+                    "SELECT uidvalidity, last_uid FROM checkpoints "
+                    "WHERE account = ? AND folder = ?",
+                    (account, folder),
                 ).fetchone()
                 stale = current is None or current["uidvalidity"] != uidvalidity
                 if stale or advance_to > current["last_uid"]:
-                    self._set_checkpoint(db, folder, uidvalidity, advance_to)
+                    self._set_checkpoint(db, account, folder, uidvalidity, advance_to)
 
     # -- outbox -------------------------------------------------------------------------------
     def due(self, now: float | None = None, limit: int = 100) -> list[OutboxRow]:
@@ -397,84 +403,130 @@ class Store:
         then oldest first."""
         now = self.clock() if now is None else now
         rows = self._query(
-            "SELECT * FROM outbox WHERE state = 'pending' AND not_before <= ? "
+            "SELECT * FROM outbox WHERE state = ? AND not_before <= ? "
             "ORDER BY kind = 'summary' DESC, not_before, id LIMIT ?",
-            (now, limit),
+            (State.PENDING.value, now, limit),
         )
         return [_outbox_row(r) for r in rows]
 
-    def outbox_in(self, *states: str) -> list[OutboxRow]:
+    def next_due(self) -> float | None:
+        """When the next pending row comes due (``not_before``), or None if none is pending."""
+        rows = self._query(
+            "SELECT MIN(not_before) AS t FROM outbox WHERE state = ?", (State.PENDING.value,)
+        )
+        return rows[0]["t"]
+
+    def outbox_in(self, *states: State) -> list[OutboxRow]:
         marks = ",".join("?" * len(states))
-        rows = self._query(f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY id", states)
+        rows = self._query(
+            f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY id", [s.value for s in states]
+        )
         return [_outbox_row(r) for r in rows]
 
     def outbox_row(self, row_id: int) -> OutboxRow | None:
         rows = self._query("SELECT * FROM outbox WHERE id = ?", (row_id,))
         return _outbox_row(rows[0]) if rows else None
 
-    def set_state(
+    # Named transitions: each is one commit, checked against ``delivery.states.TRANSITIONS``
+    # in the same transaction, so an illegal move raises instead of being written.
+    def _move(
         self,
+        db: sqlite3.Connection,
         row_id: int,
-        state: str,
-        *,
-        error: str | None = None,
-        attempt: bool = False,
-        not_before: float | None = None,
-        reason: str | None = None,
+        new: State,
+        sets: str = "",
+        params: Sequence[Any] = (),
     ) -> None:
-        """Move a row to ``state``, committed before this returns (``attempt``: one more try)."""
-        now = self.clock()
+        found = db.execute("SELECT state FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if found is None:
+            raise KeyError(f"no outbox row {row_id}")
+        check(found["state"], new)
+        db.execute(
+            f"UPDATE outbox SET state = ?, updated_at = ?{sets} WHERE id = ?",
+            (new.value, self.clock(), *params, row_id),
+        )
+
+    def start_attempt(self, row_id: int) -> None:
+        """``sending``: one more SMTP attempt begins (nothing is sent before this commit)."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = ?, updated_at = ?, "
-                "last_error = COALESCE(?, last_error), attempts = attempts + ?, "
-                "attempted_at = CASE WHEN ? THEN ? ELSE attempted_at END, "
-                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
-                "not_before = COALESCE(?, not_before), reason = COALESCE(?, reason) WHERE id = ?",
-                (state, now, error, int(attempt), int(attempt), now, state, now, not_before,
-                 reason, row_id),
-            )  # fmt: skip
+            self._move(
+                db,
+                row_id,
+                State.SENDING,
+                ", attempts = attempts + 1, attempted_at = ?",
+                (self.clock(),),
+            )
 
     def before_dot(self, row_id: int) -> None:
         """``in_doubt``, and one more entry in the sends log, in one commit: from the final
         dot on, the gateway may have the request (and bill it)."""
         now = self.clock()
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'in_doubt', updated_at = ? WHERE id = ?", (now, row_id)
-            )
+            self._move(db, row_id, State.IN_DOUBT)
             db.execute("INSERT INTO sends (outbox_id, at) VALUES (?, ?)", (row_id, now))
+
+    def mark_sent(self, row_id: int, *, how: str | None = None) -> None:
+        """``sent``: the server said 250 after the final dot (or ``how`` a receipt proved it)."""
+        with self.transaction() as db:
+            self._move(
+                db,
+                row_id,
+                State.SENT,
+                ", sent_at = ?, reason = COALESCE(?, reason)",
+                (self.clock(), how),
+            )
+
+    def mark_in_doubt(self, row_id: int, *, error: str) -> None:
+        """Still ``in_doubt``, with the error that cut the send off after the final dot."""
+        with self.transaction() as db:
+            self._move(db, row_id, State.IN_DOUBT, ", last_error = ?", (error,))
 
     def retry_later(self, row_id: int, *, error: str, not_before: float) -> None:
         """Back to ``pending`` after a transient failure, not before ``not_before``."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'pending', updated_at = ?, last_error = ?, "
-                "retries = retries + 1, not_before = ? WHERE id = ?",
-                (self.clock(), error, not_before, row_id),
+            self._move(
+                db,
+                row_id,
+                State.PENDING,
+                ", last_error = ?, retries = retries + 1, not_before = ?",
+                (error, not_before),
             )
 
-    def settle(
-        self, row_id: int, state: str, reason: str, *, duplicate_of: int | None = None
-    ) -> None:
-        """A final state reached without sending: held, duplicate, cancelled or failed."""
+    def wait(self, row_id: int, *, error: str | None = None, reason: str | None = None) -> None:
+        """``pending`` without a new backoff: the row waits (halted sender, unless_read, a
+        restart after a send that never reached the final dot)."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = ?, reason = ?, duplicate_of = ?, updated_at = ? "
-                "WHERE id = ?",
-                (state, reason, duplicate_of, self.clock(), row_id),
+            self._move(
+                db,
+                row_id,
+                State.PENDING,
+                ", last_error = COALESCE(?, last_error), reason = COALESCE(?, reason)",
+                (error, reason),
             )
+
+    def fail(self, row_id: int, *, error: str) -> None:
+        """``failed`` for good: a permanent error a person must look at."""
+        with self.transaction() as db:
+            self._move(db, row_id, State.FAILED, ", last_error = ?, reason = ?", (error, error))
+
+    def settle(
+        self, row_id: int, state: State, reason: str, *, duplicate_of: int | None = None
+    ) -> None:
+        """A final state reached without sending: held, duplicate or cancelled."""
+        with self.transaction() as db:
+            self._move(db, row_id, state, ", reason = ?, duplicate_of = ?", (reason, duplicate_of))
 
     def expire(self, due_before: float, reason: str) -> list[OutboxRow]:
         """Pending rows due before ``due_before`` become ``failed`` (delivery.max_age)."""
         with self.transaction() as db:
             rows = db.execute(
-                "SELECT * FROM outbox WHERE state = 'pending' AND due_at < ? ORDER BY id",
-                (due_before,),
+                "SELECT * FROM outbox WHERE state = ? AND due_at < ? ORDER BY id",
+                (State.PENDING.value, due_before),
             ).fetchall()
+            check(State.PENDING, State.FAILED)
             db.executemany(
-                "UPDATE outbox SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?",
-                [(reason, self.clock(), r["id"]) for r in rows],
+                "UPDATE outbox SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+                [(State.FAILED.value, reason, self.clock(), r["id"]) for r in rows],
             )
         return [_outbox_row(r) for r in rows]
 
@@ -494,35 +546,42 @@ class Store:
 
     def dedup_candidates(self, dedup_key: str, recipient: str, exclude: int) -> list[Candidate]:
         """Other rows with this dedup key and recipient that went out or were held."""
-        marks = ",".join("?" * len(ORIGINAL_STATES))
+        marks = ",".join("?" * len(ORIGINALS))
         rows = self._query(
             "SELECT id, state, created_at FROM outbox WHERE dedup_key = ? AND recipient = ? "
             f"AND id != ? AND state IN ({marks}) ORDER BY id",
-            (dedup_key, recipient, exclude, *ORIGINAL_STATES),
+            (dedup_key, recipient, exclude, *sorted(ORIGINALS)),
         )
-        return [Candidate(r["id"], r["state"], r["created_at"]) for r in rows]
+        return [Candidate(r["id"], State(r["state"]), r["created_at"]) for r in rows]
 
     def held_unsummarised(self) -> list[OutboxRow]:
         rows = self._query(
-            "SELECT * FROM outbox WHERE state = 'held' AND summary_id IS NULL ORDER BY id"
+            "SELECT * FROM outbox WHERE state = ? AND summary_id IS NULL ORDER BY id",
+            (State.HELD.value,),
         )
         return [_outbox_row(r) for r in rows]
 
     def summary_pending(self) -> bool:
+        marks = ",".join("?" * len(UNDER_WAY))
         rows = self._query(
-            "SELECT 1 FROM outbox WHERE kind = 'summary' AND state IN "
-            "('pending', 'sending') LIMIT 1"
+            f"SELECT 1 FROM outbox WHERE kind = 'summary' AND state IN ({marks}) LIMIT 1",
+            sorted(UNDER_WAY),
         )
         return bool(rows)
 
-    def add_summary(self, item: OutboxItem, held_ids: Sequence[int]) -> int:
-        """Queue a summary SMS and mark the held rows it reports, in one commit."""
+    def add_summary(
+        self, item: OutboxItem, held_ids: Sequence[int] = (), *, kind: str = "summary"
+    ) -> int:
+        """Queue an SMS of forwarder's own (``kind`` summary, or alert) and mark the held rows
+        it reports, in one commit."""
         now = self.clock()
         with self.transaction() as db:
             lowest = db.execute("SELECT MIN(uid) FROM outbox WHERE folder = ''").fetchone()[0]
             uid = min(lowest or 0, 0) - 1  # summaries: folder '' and a fresh negative uid
-            summary = dataclasses.replace(item, uid=uid, kind="summary")
-            cursor = db.execute(_INSERT_OUTBOX, _outbox_values("", 0, summary, now))
+            summary = dataclasses.replace(item, uid=uid, kind=kind)
+            cursor = db.execute(
+                _INSERT_OUTBOX, _outbox_values(DEFAULT_ACCOUNT, "", 0, summary, now)
+            )
             summary_id = int(cursor.lastrowid or 0)
             db.executemany(
                 "UPDATE outbox SET summary_id = ?, updated_at = ? WHERE id = ?",
@@ -534,14 +593,16 @@ class Store:
         """Make rows waiting out a retry backoff due again (after a restart: try at once)."""
         with self.transaction() as db:
             return db.execute(
-                "UPDATE outbox SET not_before = due_at WHERE state = 'pending' "
-                "AND not_before > due_at AND retries > 0"
+                "UPDATE outbox SET not_before = due_at WHERE state = ? "
+                "AND not_before > due_at AND retries > 0",
+                (State.PENDING.value,),
             ).rowcount
 
     def waiting_for_read(self) -> int:
         """unless_read SMS not sent yet: their delay runs, or IMAP has not answered yet."""
         rows = self._query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND unless_read = 1"
+            "SELECT COUNT(*) AS n FROM outbox WHERE state = ? AND unless_read = 1",
+            (State.PENDING.value,),
         )
         return int(rows[0]["n"])
 
@@ -549,31 +610,53 @@ class Store:
         rows = self._query("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
         return [_outbox_row(r) for r in rows]
 
-    def count_states(self) -> dict[str, int]:
+    def count_states(self) -> dict[State, int]:
         rows = self._query("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
-        return {r["state"]: r["n"] for r in rows}
+        return {State(r["state"]): r["n"] for r in rows}
 
     def sent_since(self, since: float) -> int:
+        marks = ",".join("?" * len(DELIVERED))
         rows = self._query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE state IN ('sent', 'in_doubt', 'sending') "
+            f"SELECT COUNT(*) AS n FROM outbox WHERE state IN ({marks}) "
             "AND COALESCE(sent_at, updated_at) >= ?",
-            (since,),
+            (*sorted(DELIVERED), since),
         )
         return int(rows[0]["n"])
 
     # -- the reply tracker: replies, blocked recipients, the circuit ---------------------------
     def add_reply(
-        self, folder: str, uidvalidity: int, uid: int, *, code: str, msg_code: str | None,
-        detail: str, request_message_id: str | None, tie: str, received_at: float,
-    ) -> bool:  # fmt: skip
-        """Record a reply once (keyed on folder/uidvalidity/uid); False if already recorded."""
+        self,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        *,
+        code: str,
+        msg_code: str | None,
+        detail: str,
+        request_message_id: str | None,
+        tie: str,
+        received_at: float,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> bool:
+        """Record a reply once (keyed on account/folder/uidvalidity/uid); False if already."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO replies (folder, uidvalidity, uid, received_at, code, "
-                "msg_code, detail, request_message_id, tie) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (folder, uidvalidity, uid, received_at, code, msg_code, detail,
-                 request_message_id, tie),
-            )  # fmt: skip
+                "INSERT OR IGNORE INTO replies (account, folder, uidvalidity, uid, received_at, "
+                "code, msg_code, detail, request_message_id, tie) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account,
+                    folder,
+                    uidvalidity,
+                    uid,
+                    received_at,
+                    code,
+                    msg_code,
+                    detail,
+                    request_message_id,
+                    tie,
+                ),
+            )
             return cursor.rowcount == 1
 
     def replies(self, limit: int = 20, *, request_message_id: str | None = None) -> list[ReplyRow]:
@@ -592,20 +675,24 @@ class Store:
 
     def sent_requests(self, since: float) -> list[sqlite3.Row]:
         """Requests that reached the gateway (or may have) since ``since``, for tying replies."""
+        marks = ",".join("?" * len(ANSWERABLE))
         return self._query(
             "SELECT o.*, EXISTS (SELECT 1 FROM replies r WHERE r.request_message_id = o.message_id)"
-            " AS answered FROM outbox o WHERE o.state IN ('sent', 'in_doubt') "
+            f" AS answered FROM outbox o WHERE o.state IN ({marks}) "
             "AND COALESCE(o.sent_at, o.updated_at) >= ? ORDER BY o.id",
-            (since,),
+            (*sorted(ANSWERABLE), since),
         )
 
     def resend_as(self, row_id: int, message_id: str, not_before: float) -> None:
         """Queue a row again under a new Message-ID, remembering the old one."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET previous_ids = TRIM(previous_ids || ' ' || message_id), "
-                "message_id = ?, state = 'pending', not_before = ?, updated_at = ? WHERE id = ?",
-                (message_id, not_before, self.clock(), row_id),
+            self._move(
+                db,
+                row_id,
+                State.PENDING,
+                ", previous_ids = TRIM(previous_ids || ' ' || message_id), "
+                "message_id = ?, not_before = ?",
+                (message_id, not_before),
             )
 
     def outbox_by_message_id(self, message_id: str) -> OutboxRow | None:
@@ -665,22 +752,93 @@ class Store:
 
 
 _INSERT_OUTBOX = (
-    "INSERT OR IGNORE INTO outbox (kind, folder, uidvalidity, uid, source_message_id, rule, "
-    "recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, message_id, "
-    "state, created_at, updated_at, due_at, not_before, unless_read, dedup_key) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO outbox (kind, account, folder, uidvalidity, uid, source_message_id, "
+    "rule, recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, "
+    "message_id, state, created_at, updated_at, due_at, not_before, unless_read, dedup_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def _outbox_values(folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, one at a time (executescript would COMMIT first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+
+
+class AccountStore:
+    """One account's view of the state file: the calls intake and the checkpoints make,
+    with the account filled in. Meta keys get the account's prefix beyond ``default``."""
+
+    def __init__(self, store: Store, account: str) -> None:
+        self.store = store
+        self.name = account
+        self._meta_prefix = "" if account == DEFAULT_ACCOUNT else f"{account}:"
+
+    def checkpoint(self, folder: str) -> Checkpoint | None:
+        return self.store.checkpoint(folder, account=self.name)
+
+    def baseline(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        self.store.baseline(folder, uidvalidity, last_uid, account=self.name)
+
+    def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
+        return self.store.handled_uids(folder, uidvalidity, uids, account=self.name)
+
+    def record_batch(
+        self,
+        folder: str,
+        uidvalidity: int,
+        handled: Sequence[LedgerEntry],
+        outbox: Sequence[OutboxItem],
+        *,
+        advance_to: int | None,
+    ) -> None:
+        self.store.record_batch(
+            folder, uidvalidity, handled, outbox, advance_to=advance_to, account=self.name
+        )
+
+    def forwarded_as(self, message_id: str) -> str | None:
+        return self.store.forwarded_as(message_id)  # across accounts: one message, one SMS
+
+    def get_meta(self, key: str) -> str | None:
+        return self.store.get_meta(self._meta_prefix + key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.store.set_meta(self._meta_prefix + key, value)
+
+
+def _outbox_values(account: str, folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
     return (
-        o.kind, folder, uidvalidity, o.uid, o.source_message_id, o.rule, o.recipient, o.to_addr,
-        o.sender, o.subject_masked, o.text, o.mail_from, o.mail_subject, o.message_id, o.state,
-        now, now, o.not_before, o.not_before, int(o.unless_read), o.dedup_key,
-    )  # fmt: skip
+        o.kind,
+        account,
+        folder,
+        uidvalidity,
+        o.uid,
+        o.source_message_id,
+        o.rule,
+        o.recipient,
+        o.to_addr,
+        o.sender,
+        o.subject_masked,
+        o.text,
+        o.mail_from,
+        o.mail_subject,
+        o.message_id,
+        o.state.value,
+        now,
+        now,
+        o.not_before,
+        o.not_before,
+        int(o.unless_read),
+        o.dedup_key,
+    )
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
     values = dict(r)
     values["unless_read"] = bool(values["unless_read"])
+    values["state"] = State(values["state"])
     return OutboxRow(**values)

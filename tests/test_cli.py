@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from forwarder.cli import EX_CONFIG, EX_NOINPUT, EX_OK, EX_TEMPFAIL, main
-from tests.servers.mails import make_mail
+from tests.support.servers.mails import make_mail
 
 BASE = {
     "imap": {"host": "imap.example.com", "username": "me", "password": "imap-secret"},
@@ -67,9 +67,15 @@ def test_try_skip_has_no_sms_and_explain_names_each_rule(
 def test_try_masks_the_secret_of_an_api_key_mode(tmp_path: Path, capsys) -> None:
     settings = {
         **BASE,
-        "gateway": {"login": "380501234567", "sender": "MyAlpha", "mode": "phone",
-                    "auth": "api_key", "api_key": "TOPSECRETKEY", "recipients": ["0671112233"]},
-    }  # fmt: skip
+        "gateway": {
+            "login": "380501234567",
+            "sender": "MyAlpha",
+            "mode": "phone",
+            "auth": "api_key",
+            "api_key": "TOPSECRETKEY",
+            "recipients": ["0671112233"],
+        },
+    }
     config = tmp_path / "f.yaml"
     config.write_text(yaml.safe_dump(settings))
     mail = tmp_path / "m.eml"
@@ -85,9 +91,15 @@ def test_try_never_shows_a_secret_quoted_by_the_mail(tmp_path: Path, capsys) -> 
     """A reply quoting the request Subject is skipped, as the daemon does, not shown as an SMS."""
     settings = {
         **BASE,
-        "gateway": {"login": "380501234567", "sender": "MyAlpha", "mode": "phone",
-                    "auth": "api_key", "api_key": "TOPSECRETKEY", "recipients": ["0671112233"]},
-    }  # fmt: skip
+        "gateway": {
+            "login": "380501234567",
+            "sender": "MyAlpha",
+            "mode": "phone",
+            "auth": "api_key",
+            "api_key": "TOPSECRETKEY",
+            "recipients": ["0671112233"],
+        },
+    }
     config = tmp_path / "f.yaml"
     config.write_text(yaml.safe_dump(settings))
     mail = tmp_path / "m.eml"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from forwarder.cli import main as cli_main
-from forwarder.delivery.sender import Outcome
-from tests.configs import ALPHA, OWNER
-from tests.delivery_support import (
+from forwarder.delivery.states import State
+from tests.support.configs import ALPHA, OWNER
+from tests.support.delivery import (
     API_KEY,
     LIST_ID,
     MODES,
@@ -52,7 +52,7 @@ def restart(daemons, daemon, clock):
     daemon.store.close()
     fresh = make_daemon(daemon.config, clock)
     daemons.append(fresh)
-    fresh._recover_outbox()
+    fresh.delivery.recover()
     return fresh
 
 
@@ -68,7 +68,7 @@ def test_each_mode_on_the_wire_and_its_secret_nowhere_else(
     daemon = start(daemons, tmp_path, gateway, clock, gateway=MODES[letter])
 
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     (sms,) = gateway.wait_for(1)
     assert sms.problems == ()
     assert sms.mode == letter
@@ -83,7 +83,7 @@ def test_each_mode_on_the_wire_and_its_secret_nowhere_else(
     gateway.fail_next(451, f"busy with {subject}", stage="data")
     gateway.fail_next(554, f"refused {subject}", stage="data", count=5)
     (failing,) = queue(daemon, ["urgent: second"])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     failed = row(daemon, failing.id)
     assert failed.state == "failed"
     assert failed.last_error.startswith("DATA 554 refused TestAlpha")
@@ -113,7 +113,7 @@ def test_a_transient_reply_is_retried_and_the_sms_arrives_once(
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.fail_next(code, "try again later", stage=stage)
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.received) == 1
     assert gateway.attempts == 2
     sent = row(daemon, queued.id)
@@ -127,7 +127,7 @@ def test_a_connection_lost_before_data_is_retried_and_arrives_once(
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.drop_next(stage)
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.received) == 1
     assert row(daemon, queued.id).state == "sent"
 
@@ -138,19 +138,19 @@ def test_smtp_down_then_up_backs_off_then_delivers_each_once(
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.stop()
     first, second = queue(daemon, ["urgent 1", "urgent 2"])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     waiting = row(daemon, first.id)
     assert (waiting.state, waiting.retries, waiting.attempts) == ("pending", 1, 3)
     assert clock.now + 15 <= waiting.not_before <= clock.now + 30  # retry_backoff 30 s, jitter
     assert "cannot reach SMTP server" in waiting.last_error
     assert row(daemon, second.id).attempts == 0  # the burst stopped: the server is down
 
-    daemon._flush_outbox()  # the next poll, too soon: the server is not hammered
+    daemon.delivery.flush(daemon.clock())  # the next poll, too soon: the server is not hammered
     assert row(daemon, first.id).attempts == 3 and row(daemon, second.id).attempts == 0
 
     gateway.start()
     clock.now = waiting.not_before
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert sorted(s.text.splitlines()[0] for s in gateway.received) == [
         "Monitoring: urgent 1",
         "Monitoring: urgent 2",
@@ -165,7 +165,7 @@ def test_the_wait_between_rounds_doubles_with_jitter(
     gateway.stop()
     (queued,) = queue(daemon)
     for round_, step in enumerate([30, 60, 120, 240, 480, 900, 900], start=1):
-        daemon._flush_outbox()
+        daemon.delivery.flush(daemon.clock())
         waiting = row(daemon, queued.id)
         assert waiting.retries == round_
         assert step / 2 <= waiting.not_before - clock.now <= step
@@ -177,11 +177,11 @@ def test_a_restart_retries_at_once_and_sends_once(tmp_path: Path, gateway, clock
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.stop()
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, queued.id).not_before > clock.now
     gateway.start()
     daemon = restart(daemons, daemon, clock)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.received) == 1
     assert row(daemon, queued.id).state == "sent"
 
@@ -192,19 +192,19 @@ def test_a_row_not_delivered_within_max_age_fails_and_is_reported(
     daemon = start(daemons, tmp_path, gateway, clock, delivery={"max_age": "1h"})
     gateway.stop()
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     clock.advance(3600)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, queued.id).state == "pending"  # exactly max_age: still trying
     clock.advance(1)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     given_up = row(daemon, queued.id)
     assert given_up.state == "failed"
     assert given_up.reason == "not delivered within delivery.max_age (1 h) of being due"
     assert "cannot reach SMTP server" in given_up.last_error
     assert f"SMS {queued.message_id} for {queued.source_message_id} given up" in caplog.text
     gateway.start()
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert gateway.received == []
 
 
@@ -216,14 +216,14 @@ def test_a_permanent_reply_fails_the_sms_and_is_not_retried(
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.fail_next(code, "no", stage=stage)
     failing, following = queue(daemon, ["urgent 1", "urgent 2"])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     failed = row(daemon, failing.id)
     assert (failed.state, failed.attempts) == ("failed", 1)
     assert failed.last_error == f"{stage.upper()} {code} no"
     assert gateway.attempts == 2  # one try for the failed SMS, one for the next
     assert row(daemon, following.id).state == "sent"  # a refused SMS does not stop the others
     clock.advance(3600)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert gateway.attempts == 2
 
 
@@ -233,15 +233,15 @@ def test_a_refused_mail_from_halts_sending_until_the_settings_change(
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.fail_next(553, "sender not allowed", stage="mail")
     failing, waiting = queue(daemon, ["urgent 1", "urgent 2"])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, failing.id).state == "pending"  # the settings are wrong, not the SMS
     assert row(daemon, waiting.id).state == "pending"
     assert daemon.sender.halted == "MAIL 553 sender not allowed"
     clock.advance(3600)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert gateway.attempts == 1
     daemon = restart(daemons, daemon, clock)  # a restart with fixed settings
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, failing.id).state == row(daemon, waiting.id).state == "sent"
 
 
@@ -252,12 +252,12 @@ def test_the_sms_that_meets_wrong_settings_waits_with_the_queue_and_goes_once_fi
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.fail_next(553, "sender not allowed", stage="mail")
     (first,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert daemon.sender.halted == "MAIL 553 sender not allowed"
     waiting = row(daemon, first.id)
     assert (waiting.state, waiting.last_error) == ("pending", "MAIL 553 sender not allowed")
     daemon = restart(daemons, daemon, clock)  # a restart with fixed settings
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, first.id).state == "sent"
     assert len(gateway.received) == 1
 
@@ -268,12 +268,12 @@ def test_a_reload_with_unchanged_settings_resumes_a_halted_sender(
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.fail_next(535, "relay access denied", stage="mail")
     failing, waiting = queue(daemon, ["urgent 1", "urgent 2"])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert daemon.sender.halted is not None
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, waiting.id).attempts == 0
     assert daemon.reload()  # SIGHUP: the cause was fixed on the server's side
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, waiting.id).state == "sent"
     assert row(daemon, failing.id).state == "sent"  # it waited for the settings too
 
@@ -283,10 +283,11 @@ def test_a_certificate_from_the_wrong_ca_is_refused_and_not_retried(
     tmp_path: Path, gateway_factory, clock, daemons, caplog, tls: str
 ) -> None:
     gateway = gateway_factory(tls=tls)
-    daemon = start(daemons, tmp_path, gateway, clock, ca_file=gateway.wrong_ca_file,
-                   gateway=MODES["e"])  # fmt: skip
+    daemon = start(
+        daemons, tmp_path, gateway, clock, ca_file=gateway.wrong_ca_file, gateway=MODES["e"]
+    )
     refused, waiting = queue(daemon, ["urgent 1", "urgent 2"])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     failed = row(daemon, refused.id)
     assert failed.state == "pending"  # waits for the settings to be fixed, as the queue does
     assert failed.attempts == 1  # not retried, not even within the send
@@ -296,13 +297,13 @@ def test_a_certificate_from_the_wrong_ca_is_refused_and_not_retried(
     assert daemon.sender.halted is not None
     assert "sending stopped: TLS certificate rejected" in caplog.text
     clock.advance(3600)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, waiting.id).attempts == 0
     assert API_KEY not in our_log(caplog)
 
     fixed = make_daemon(load_config(tmp_path, gateway, gateway=MODES["e"]), clock)
     daemons.append(fixed)
-    fixed._flush_outbox()
+    fixed.delivery.flush(fixed.clock())
     received = gateway.wait_for(2)
     assert len(received) == 2
     assert all(sms.problems == () and sms.encrypted for sms in received)
@@ -314,7 +315,7 @@ def test_a_plaintext_only_server_is_refused_for_starttls(
 ) -> None:
     daemon = start(daemons, tmp_path, gateway, clock, smtp={"security": "starttls"})
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     failed = row(daemon, queued.id)
     assert failed.state == "pending" and "STARTTLS" in failed.last_error
     assert daemon.sender.halted is not None
@@ -326,14 +327,14 @@ def test_on_doubt_alert_never_sends_twice(tmp_path: Path, gateway, clock, daemon
     daemon = start(daemons, tmp_path, gateway, clock)  # on_doubt defaults to alert
     gateway.drop_next("data", accept=True)
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.received) == 1  # the gateway has it; forwarder cannot know
     assert row(daemon, queued.id).state == "in_doubt"
     assert "is in doubt and will not be sent again (delivery.on_doubt: alert)" in caplog.text
     clock.advance(3600)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     daemon = restart(daemons, daemon, clock)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.received) == 1
     assert row(daemon, queued.id).state == "in_doubt"
     assert daemon.store.send_counts().day == 1  # counted against the limits all the same
@@ -345,11 +346,11 @@ def test_on_doubt_resend_sends_again_with_the_same_message_id(
     daemon = start(daemons, tmp_path, gateway, clock, delivery={"on_doubt": "resend"})
     gateway.drop_next("data", accept=True)
     (queued,) = queue(daemon)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     doubtful = row(daemon, queued.id)
     assert doubtful.state == "pending" and doubtful.not_before > clock.now
     clock.now = doubtful.not_before
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     first, second = gateway.wait_for(2)
     assert first.message_id == second.message_id == queued.message_id
     assert row(daemon, queued.id).state == "sent"
@@ -361,9 +362,10 @@ def test_on_doubt_resend_after_a_crash_in_the_window(
 ) -> None:
     daemon = start(daemons, tmp_path, gateway, clock, delivery={"on_doubt": "resend"})
     (queued,) = queue(daemon)
+    daemon.store.start_attempt(queued.id)
     daemon.store.before_dot(queued.id)  # killed between the final dot and the 250
     daemon = restart(daemons, daemon, clock)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.received) == 1
     assert row(daemon, queued.id).state == "sent"
 
@@ -373,11 +375,11 @@ def test_a_crash_before_the_final_dot_is_sent_after_restart_once(
 ) -> None:
     daemon = start(daemons, tmp_path, gateway, clock)
     (queued,) = queue(daemon)
-    daemon.store.set_state(queued.id, "sending", attempt=True)  # killed mid-DATA
+    daemon.store.start_attempt(queued.id)  # killed mid-DATA
     daemon = restart(daemons, daemon, clock)
     assert row(daemon, queued.id).state == "pending"
-    daemon._flush_outbox()
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
+    daemon.delivery.flush(daemon.clock())
     (sms,) = gateway.received
     assert sms.message_id == queued.message_id
     assert row(daemon, queued.id).state == "sent"
@@ -388,11 +390,11 @@ def test_a_burst_goes_through_one_smtp_connection(tmp_path: Path, gateway, clock
     connections = count_connections(gateway)
     daemon = start(daemons, tmp_path, gateway, clock, limits={"per_minute": 100})
     queue(daemon, [f"urgent {n}" for n in range(10)])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.wait_for(10)) == 10
     assert connections.opened == 1
     queue(daemon, ["urgent again"])
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert connections.opened == 2  # closed between bursts, not held open while idle
     assert [s.message_id for s in gateway.received] == [r.message_id for r in all_rows(daemon)]
 
@@ -404,7 +406,7 @@ def test_send_reports_its_outcome_and_smtplib_stays_quiet(
     assert daemon.sender._connect().debuglevel == 0  # smtplib's debug output prints secrets
     daemon.sender.close()
     (queued,) = queue(daemon)
-    assert daemon.sender.send(queued) is Outcome.SENT
+    assert daemon.sender.send(queued) is State.SENT
     gateway.fail_next(554, "no", stage="data")
     (other,) = queue(daemon, ["urgent other"])
-    assert daemon.sender.send(other) is Outcome.FAILED
+    assert daemon.sender.send(other) is State.FAILED

@@ -15,8 +15,9 @@ LOGIN = "380501234567"
 OTHER = "380671112233"
 
 
-def write(tmp_path: Path, *, smtp: list[str] = (), gateway: list[str] = (),
-          extra: list[str] = ()) -> Path:  # fmt: skip
+def write(
+    tmp_path: Path, *, smtp: list[str] = (), gateway: list[str] = (), extra: list[str] = ()
+) -> Path:
     """A complete config whose smtp and gateway sections end with the given lines."""
     lines = [
         "imap:",
@@ -249,25 +250,46 @@ def test_plaintext_to_loopback_is_allowed_only_when_asked(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("letter", "lines", "to", "subject"),
     [
-        ("a", ["  mode: phone", "  auth: password", "  password: ${PW}",
-               f'  recipients: ["{OTHER}"]'],
-         f"{OTHER}@mail.alphasms.com.ua", f"MyAlpha;{LOGIN};s3cret-pw"),
+        (
+            "a",
+            [
+                "  mode: phone",
+                "  auth: password",
+                "  password: ${PW}",
+                f'  recipients: ["{OTHER}"]',
+            ],
+            f"{OTHER}@mail.alphasms.com.ua",
+            f"MyAlpha;{LOGIN};s3cret-pw",
+        ),
         ("b", [], f"{LOGIN}@mail.alphasms.com.ua", "MyAlpha"),
-        ("c", ["  mode: list", "  auth: password", "  password_file: {file}",
-               '  list_id: "12345"'],
-         f"{LOGIN}@mail.alphasms.com.ua", f"MyAlpha;{LOGIN};s3cret-pw;12345"),
-        ("d", ["  mode: phone", "  auth: api_key", "  api_key: ${KEY}",
-               f'  recipients: ["{OTHER}"]'],
-         f"{OTHER}@mail.alphasms.com.ua", "MyAlpha;k3y-SECRET"),
-        ("e", ["  mode: list", "  auth: api_key", "  api_key_file: {file}",
-               '  list_id: "12345"'],
-         f"{LOGIN}@mail.alphasms.com.ua", "MyAlpha;k3y-SECRET;12345"),
+        (
+            "c",
+            ["  mode: list", "  auth: password", "  password_file: {file}", '  list_id: "12345"'],
+            f"{LOGIN}@mail.alphasms.com.ua",
+            f"MyAlpha;{LOGIN};s3cret-pw;12345",
+        ),
+        (
+            "d",
+            ["  mode: phone", "  auth: api_key", "  api_key: ${KEY}", f'  recipients: ["{OTHER}"]'],
+            f"{OTHER}@mail.alphasms.com.ua",
+            "MyAlpha;k3y-SECRET",
+        ),
+        (
+            "e",
+            ["  mode: list", "  auth: api_key", "  api_key_file: {file}", '  list_id: "12345"'],
+            f"{LOGIN}@mail.alphasms.com.ua",
+            "MyAlpha;k3y-SECRET;12345",
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_mode_loads_and_addresses_as_the_seed_table_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, letter: str, lines: list[str], to: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    letter: str,
+    lines: list[str],
+    to: str,
     subject: str,
-) -> None:  # fmt: skip
+) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(("s3cret-pw" if letter == "c" else "k3y-SECRET") + "\n")
     monkeypatch.setenv("PW", "s3cret-pw")
@@ -279,16 +301,28 @@ def test_each_mode_loads_and_addresses_as_the_seed_table_says(
     assert request.subject.reveal() == subject
     assert "s3cret" not in request.masked_subject and "SECRET" not in request.masked_subject
     assert "s3cret" not in repr(config) and "SECRET" not in repr(config)
-    expected_mode = {"a": Mode.PHONE, "b": Mode.OWN_NUMBER, "c": Mode.LIST, "d": Mode.PHONE,
-                     "e": Mode.LIST}[letter]  # fmt: skip
+    expected_mode = {
+        "a": Mode.PHONE,
+        "b": Mode.OWN_NUMBER,
+        "c": Mode.LIST,
+        "d": Mode.PHONE,
+        "e": Mode.LIST,
+    }[letter]
     assert config.gateway.mode is expected_mode
 
 
 def test_unquoted_numbers_keep_the_digits_as_written(tmp_path: Path) -> None:
     """YAML 1.1 reads 0501234567 as octal (84228471) and 0123 as 83: a national number or a
     digits-only password written without quotes must reach the gateway as the user typed it."""
-    path = write(tmp_path, gateway=["  mode: phone", "  auth: password", "  password: 0123",
-                                    "  recipients: [0671112233]"])  # fmt: skip
+    path = write(
+        tmp_path,
+        gateway=[
+            "  mode: phone",
+            "  auth: password",
+            "  password: 0123",
+            "  recipients: [0671112233]",
+        ],
+    )
     path.write_text(path.read_text().replace(f'login: "{LOGIN}"', "login: 0501234567"))
     loaded = config_module.load(path)
     assert loaded.gateway.login == LOGIN

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from forwarder.cli import main as cli_main
-from tests.configs import OWNER, write_config
-from tests.daemonproc import DaemonProcess
-from tests.delivery_support import MODES, SECRETS, smtp_settings
-from tests.servers import wait_until
-from tests.servers.mails import make_mail
+from tests.support.configs import OWNER, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.delivery import MODES, SECRETS, smtp_settings
+from tests.support.servers import wait_until
+from tests.support.servers.mails import make_mail
 
 
 def outbox(config: Path) -> list[dict]:
@@ -87,18 +87,24 @@ def test_smtp_down_then_up_is_delivered_once_by_the_running_daemon(
     assert "not sent yet, will retry" in daemon.output()
 
 
-@pytest.mark.parametrize(("letter", "tls"), [("a", "starttls"), ("c", "implicit"),
-                                             ("d", "implicit"), ("e", "starttls")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("letter", "tls"), [("a", "starttls"), ("c", "implicit"), ("d", "implicit"), ("e", "starttls")]
+)
 def test_a_storm_is_limited_and_no_secret_leaves_in_any_mode(
     tmp_path: Path, imap_user, gateway_factory, capsys, letter: str, tls: str
 ) -> None:
-    gateway = gateway_factory(tls=tls, owner=OWNER, username="smtp-user",
-                              password="smtp-SECRET-pass")  # fmt: skip
+    gateway = gateway_factory(
+        tls=tls, owner=OWNER, username="smtp-user", password="smtp-SECRET-pass"
+    )
     config = write_config(
-        tmp_path / "forwarder.yaml", imap_user, gateway,
-        smtp=smtp_settings(gateway), gateway=MODES[letter], log_level="DEBUG",
+        tmp_path / "forwarder.yaml",
+        imap_user,
+        gateway,
+        smtp=smtp_settings(gateway),
+        gateway=MODES[letter],
+        log_level="DEBUG",
         limits={"per_minute": 3},
-    )  # fmt: skip
+    )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
         for n in range(8):

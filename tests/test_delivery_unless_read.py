@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from forwarder.cli import status_data
-from tests.delivery_support import our_log, queue, row
-from tests.delivery_support import start as start_daemon
-from tests.servers.mails import make_mail
+from tests.support.delivery import our_log, queue, row
+from tests.support.delivery import start as start_daemon
+from tests.support.servers.mails import make_mail
 
 RULES = [
     {
@@ -37,17 +37,21 @@ def test_a_mail_read_during_the_delay_is_cancelled_and_an_unread_one_is_sent(
     read_uid, unread_uid = append(imap_user, "urgent: read"), append(imap_user, "urgent: unread")
     uidvalidity = server.uidvalidity(user, "INBOX")
     daemon = start(daemons, tmp_path, gateway, clock, imap=imap_user)
-    read, unread = queue(daemon, ["urgent: read", "urgent: unread"],
-                         uids=[read_uid, unread_uid], uidvalidity=uidvalidity)  # fmt: skip
+    read, unread = queue(
+        daemon,
+        ["urgent: read", "urgent: unread"],
+        uids=[read_uid, unread_uid],
+        uidvalidity=uidvalidity,
+    )
     assert read.unless_read and read.not_before == clock.now + DELAY
 
-    daemon._flush_outbox()  # the delay runs
+    daemon.delivery.flush(daemon.clock())  # the delay runs
     assert gateway.received == []
     assert status_data(daemon.config, daemon.store)["waiting_for_read"] == 2
 
     server.set_flags(user, "INBOX", [read_uid], ["\\Seen"])
     clock.advance(DELAY)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     cancelled = row(daemon, read.id)
     assert cancelled.state == "cancelled"
     assert cancelled.reason == "the mail was read (\\Seen) before the SMS was due"
@@ -65,7 +69,7 @@ def test_imap_down_waits_up_to_the_bound_then_sends(
     daemon = start(daemons, tmp_path, gateway, clock, delivery={"unless_read_wait": "10m"})
     (queued,) = queue(daemon, ["urgent: while IMAP is down"])  # IMAP: nobody listens
     clock.advance(DELAY)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     waiting = row(daemon, queued.id)
     assert waiting.state == "pending"
     assert waiting.reason.startswith("waiting to learn from IMAP whether the mail was read")
@@ -73,10 +77,10 @@ def test_imap_down_waits_up_to_the_bound_then_sends(
     assert status_data(daemon.config, daemon.store)["waiting_for_read"] == 1
 
     clock.advance(599)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert gateway.received == []
     clock.advance(1)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     (sms,) = gateway.wait_for(1)
     assert sms.text.startswith("Monitoring: urgent: while IMAP is down")
     assert row(daemon, queued.id).state == "sent"
@@ -89,19 +93,23 @@ def test_imap_back_within_the_bound_still_cancels_a_read_mail(
     server = dovecot_factory(tls=False)
     user = "reader"
     uid = server.append(user, "INBOX", make_mail("urgent: flaky IMAP", "body"))
-    imap = type("Imap", (), {"host": server.host, "port": server.port, "user": user,
-                             "password": server.password})  # fmt: skip
+    imap = type(
+        "Imap",
+        (),
+        {"host": server.host, "port": server.port, "user": user, "password": server.password},
+    )
     daemon = start(daemons, tmp_path, gateway, clock, imap=imap)
-    (queued,) = queue(daemon, ["urgent: flaky IMAP"], uids=[uid],
-                      uidvalidity=server.uidvalidity(user, "INBOX"))  # fmt: skip
+    (queued,) = queue(
+        daemon, ["urgent: flaky IMAP"], uids=[uid], uidvalidity=server.uidvalidity(user, "INBOX")
+    )
     server.stop()
     clock.advance(DELAY)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, queued.id).state == "pending"
     server.start()
     server.set_flags(user, "INBOX", [uid], ["\\Seen"])
     clock.advance(60)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert row(daemon, queued.id).state == "cancelled"
     assert gateway.received == []
 
@@ -118,6 +126,6 @@ def test_a_mail_that_is_gone_is_sent_to_be_safe(
     (stale,) = queue(daemon, ["urgent: stale"], uids=[expunged], uidvalidity=uidvalidity - 1)
     server.expunge(user, "INBOX", [expunged])
     clock.advance(DELAY)
-    daemon._flush_outbox()
+    daemon.delivery.flush(daemon.clock())
     assert len(gateway.wait_for(2)) == 2
     assert row(daemon, gone.id).state == row(daemon, stale.id).state == "sent"

@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 
 from forwarder.mail import Mail
 from forwarder.text import mime
+from tests.support.shared import shared_dir
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # The shared corpus sits beside the checkout (or beside the folder of worktrees).
 CORPUS = next(
@@ -102,11 +105,10 @@ def test_same_values_on_examples(raw: bytes) -> None:
     assert_same(raw)
 
 
-def test_same_values_on_the_corpus() -> None:
-    files = sorted(CORPUS.rglob("*.eml"))
-    if not files:
-        pytest.skip(f"no corpus under {CORPUS}")
-    for path in files:
+def test_same_values_on_the_corpus_and_the_fixtures() -> None:
+    files = sorted((shared_dir() / "corpus").rglob("*.eml"))
+    assert files
+    for path in [*files, *sorted(FIXTURES.rglob("*.eml"))]:
         assert_same(path.read_bytes())
 
 

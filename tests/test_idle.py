@@ -3,6 +3,8 @@ Dovecot restarts, freezes, refuses the password or shows the wrong certificate.
 
 Daemon tests use a poll interval of 300 s where they must prove IDLE delivered the mail:
 the first round runs at start, and the next poll would come long after the deadline.
+How fast push is (APPEND → SMS, APPEND → announced, stop → ended) is measured by
+``bench/bench_watcher.py``, not asserted here: a busy machine is slow, not wrong.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,39 +21,17 @@ from pathlib import Path
 import pytest
 
 from forwarder.imap.idle import CONNECTED, NEW_MAIL, IdleWatcher
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import wait_until
-from tests.servers.dovecot import DovecotServer, find_binary
-from tests.servers.mails import make_mail
-from tests.test_mailbox import imap_config
+from tests.support.configs import imap_config, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.idle import Events
+from tests.support.servers import wait_until
+from tests.support.servers.dovecot import DovecotServer, find_binary
+from tests.support.servers.mails import make_mail
 
 NO_POLL = 300  # seconds: a poll interval no test outlives, so what arrives came by IDLE
-PUSH_DEADLINE = 3.0  # seconds from APPEND to the SMS at the gateway with IDLE
-
-
-class Events:
-    """What an IdleWatcher announced, with the time, for waiting on."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, float]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, folder: str, event: str) -> None:
-        with self._cond:
-            self.seen.append((folder, event, time.monotonic()))
-            self._cond.notify_all()
-
-    def count(self, event: str) -> int:
-        with self._cond:
-            return sum(1 for _, e, _ in self.seen if e == event)
-
-    def wait_for(self, event: str, count: int = 1, timeout: float = 5.0) -> float:
-        """Until ``event`` was announced ``count`` times; return when the last one was."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self.count(event) >= count, timeout):
-                raise TimeoutError(f"{event!r} announced {self.count(event)} of {count} times")
-            return [t for _, e, t in self.seen if e == event][count - 1]
+#: Seconds to wait for an SMS that only IDLE can bring: generous for a busy machine, and
+#: far below NO_POLL, so a poll cannot have brought it.
+PUSH_TIMEOUT = 60.0
 
 
 @pytest.fixture
@@ -80,13 +59,16 @@ def private_account(imap_user, server: DovecotServer):
 
 
 # -- the watcher alone ------------------------------------------------------------------------
-def test_new_mail_is_announced_within_a_second(imap_user, watch) -> None:
-    _, events = watch(imap_config(imap_user))
+def test_new_mail_is_announced(imap_user, watch) -> None:
+    watcher, events = watch(imap_config(imap_user))
     events.wait_for(CONNECTED)
-    appended = time.monotonic()
     imap_user.server.append(imap_user.user, "INBOX", make_mail())
-    # Dovecot tells IDLE clients about 0.5 s after the change; the rest is ours.
-    assert events.wait_for(NEW_MAIL) - appended < 1.5
+    events.wait_for(NEW_MAIL)
+    assert [(folder, event) for folder, event, _ in events.seen] == [
+        ("INBOX", CONNECTED),
+        ("INBOX", NEW_MAIL),
+    ]
+    assert watcher.sessions == 1
 
 
 def test_idle_is_renewed_on_the_same_connection(imap_user, watch) -> None:
@@ -115,12 +97,13 @@ def test_a_restart_is_survived_without_spinning(dovecot_factory, imap_user, watc
 
 
 def test_stop_interrupts_a_wait_in_idle(imap_user, watch) -> None:
-    watcher, events = watch(imap_config(imap_user))
+    """Without the interruption the thread would sit in IDLE for IDLE_SLICE (30 s) or
+    idle_renew (600 s here), far longer than the join below waits."""
+    watcher, events = watch(imap_config(imap_user, idle_renew=600))
     events.wait_for(CONNECTED)
-    started = time.monotonic()
     watcher.stop()
     watcher.join(5)
-    assert not watcher.alive and time.monotonic() - started < 1
+    assert not watcher.alive
 
 
 # -- the daemon -------------------------------------------------------------------------------
@@ -132,7 +115,7 @@ def sms_subjects(gateway) -> list[str]:
     return [sms.text.splitlines()[0].removeprefix("Alice Sender: ") for sms in gateway.received]
 
 
-def test_idle_delivers_within_seconds_in_several_folders(tmp_path: Path, imap_user, gateway):
+def test_idle_delivers_in_several_folders(tmp_path: Path, imap_user, gateway):
     server, user = imap_user.server, imap_user.user
     server.create_folder(user, "Alerts")
     config = write_config(
@@ -143,12 +126,10 @@ def test_idle_delivers_within_seconds_in_several_folders(tmp_path: Path, imap_us
         daemon.wait_for_checkpoint("INBOX")
         daemon.wait_for_checkpoint("Alerts")
         daemon.wait_for_log("IDLE on Alerts: connected", timeout=10)
-        started = time.monotonic()
         server.append(user, "Alerts", urgent("in Alerts"))
-        gateway.wait_for(1, timeout=PUSH_DEADLINE)
-        assert time.monotonic() - started < PUSH_DEADLINE
+        gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         server.append(user, "INBOX", urgent("in INBOX"))
-        gateway.wait_for(2, timeout=PUSH_DEADLINE)
+        gateway.wait_for(2, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
     assert sms_subjects(gateway) == ["urgent in Alerts", "urgent in INBOX"]
 
@@ -218,7 +199,7 @@ def test_mail_delivered_while_dovecot_is_down_is_forwarded_once_after(
         # No poll for 300 s: the IDLE reconnect is what finds it.
         gateway.wait_for(1, timeout=15)
         server.append(account.user, "INBOX", urgent("after"))
-        gateway.wait_for(2, timeout=PUSH_DEADLINE)
+        gateway.wait_for(2, timeout=PUSH_TIMEOUT)
         daemon.wait_for_checkpoint(above=1)
         assert daemon.stop() == 0
     assert sms_subjects(gateway) == ["urgent while down", "urgent after"]
@@ -272,7 +253,7 @@ def test_a_wrong_password_is_reported_once_and_retried_slowly(
         daemon.wait_for_checkpoint()
         daemon.wait_for_log("IDLE on INBOX: connected")
         imap_user.server.append(imap_user.user, "INBOX", urgent("after the fix"))
-        gateway.wait_for(1, timeout=PUSH_DEADLINE)
+        gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
 
 
@@ -287,7 +268,7 @@ def test_tls_with_the_test_ca_delivers_and_a_wrong_ca_is_refused(
         daemon.wait_for_checkpoint()
         daemon.wait_for_log("IDLE on INBOX: connected")
         imap_user.server.append(imap_user.user, "INBOX", urgent("over TLS"))
-        gateway.wait_for(1, timeout=PUSH_DEADLINE)
+        gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
 
     wrong = tmp_path / "wrong" / "forwarder.yaml"

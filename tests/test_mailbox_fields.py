@@ -20,9 +20,9 @@ from forwarder.imap.checkpoints import Batch, poll_folder
 from forwarder.imap.connection import Mailbox
 from forwarder.mail import Mail
 from forwarder.store import Store
-from tests.servers.mails import make_mail
-from tests.test_mailbox import imap_config
-from tests.test_rules import compiled
+from tests.support.configs import imap_config
+from tests.support.rules import compiled
+from tests.support.servers.mails import make_mail
 
 NOW = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 

@@ -13,17 +13,16 @@ from hypothesis import strategies as st
 
 from forwarder import config as config_module
 from forwarder.backoff import Policy
-from forwarder.config import LimitsConfig
 from forwarder.delivery.policy import (
     Action,
     Candidate,
     HeldMail,
-    ReadAction,
+    LimitsConfig,
     ReadState,
     SendCounts,
     compose_summary,
-    expired,
     find_original,
+    give_up_before,
     limit_reason,
     read_verdict,
     summary_due,
@@ -33,8 +32,8 @@ from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.store import Store
 from forwarder.text.smstext import SmsOptions, sms_length
-from tests.configs import write_config
-from tests.servers.mails import make_mail
+from tests.support.configs import write_config
+from tests.support.servers.mails import make_mail
 
 T0 = 1_800_000_000.0
 LIMITS = LimitsConfig(per_minute=5, per_hour=30, per_day=100, dedup_window=600)
@@ -137,8 +136,9 @@ def test_a_duplicate_points_at_the_oldest_original_within_the_window() -> None:
         Candidate(2, "sent", T0 - 601),  # outside the window
     ]
     assert find_original(T0, candidates, 600) == Candidate(3, "held", T0 - 500)
-    decided = verdict(kind="mail", created_at=T0, counts=SendCounts(), limits=LIMITS,
-                      candidates=candidates)  # fmt: skip
+    decided = verdict(
+        kind="mail", created_at=T0, counts=SendCounts(), limits=LIMITS, candidates=candidates
+    )
     assert decided.action is Action.DUPLICATE
     assert decided.original == 3
     assert "SMS #3" in decided.reason and "10 min" in decided.reason
@@ -146,7 +146,8 @@ def test_a_duplicate_points_at_the_oldest_original_within_the_window() -> None:
 
 @pytest.mark.parametrize("state", ["sent", "in_doubt", "sending", "held"])
 def test_originals_are_rows_that_went_out_or_were_held(state: str) -> None:
-    assert find_original(T0, [Candidate(1, state, T0 - 1)], 600) is not None
+    original = Candidate(1, state, T0 - 1)
+    assert find_original(T0, [original], 600) == original
 
 
 @pytest.mark.parametrize("state", ["pending", "failed", "cancelled", "duplicate"])
@@ -156,21 +157,26 @@ def test_rows_that_did_not_go_out_are_not_originals(state: str) -> None:
 
 def test_an_original_created_after_the_duplicate_counts_too() -> None:
     # A retried original may go out after its duplicate came due: arrival times decide.
-    assert find_original(T0, [Candidate(1, "sent", T0 + 100)], 600) is not None
+    original = Candidate(1, "sent", T0 + 100)
+    assert find_original(T0, [original], 600) == original
 
 
 def test_dedup_window_zero_turns_dedup_off_and_a_duplicate_costs_no_capacity() -> None:
     candidates = [Candidate(1, "sent", T0)]
     assert find_original(T0, candidates, 0) is None
     full = SendCounts(5, 5, 5)
-    decided = verdict(kind="mail", created_at=T0, counts=full, limits=LIMITS,
-                      candidates=candidates)  # fmt: skip
+    decided = verdict(kind="mail", created_at=T0, counts=full, limits=LIMITS, candidates=candidates)
     assert decided.action is Action.DUPLICATE  # dedup first: not held, not summarised
 
 
 def test_summaries_are_never_deduplicated() -> None:
-    decided = verdict(kind="summary", created_at=T0, counts=SendCounts(), limits=LIMITS,
-                      candidates=[Candidate(1, "sent", T0)])  # fmt: skip
+    decided = verdict(
+        kind="summary",
+        created_at=T0,
+        counts=SendCounts(),
+        limits=LIMITS,
+        candidates=[Candidate(1, "sent", T0)],
+    )
     assert decided.action is Action.SEND
 
 
@@ -229,24 +235,24 @@ def test_summary_follows_the_transliteration_setting() -> None:
 @pytest.mark.parametrize(
     ("state", "now", "action"),
     [
-        (ReadState.SEEN, T0, ReadAction.CANCEL),
-        (ReadState.UNSEEN, T0, ReadAction.SEND),
-        (ReadState.GONE, T0, ReadAction.SEND),  # expunged/moved: cannot know, never miss
-        (ReadState.UNKNOWN, T0, ReadAction.WAIT),  # IMAP down: wait...
-        (ReadState.UNKNOWN, T0 + 899, ReadAction.WAIT),
-        (ReadState.UNKNOWN, T0 + 900, ReadAction.SEND),  # ...up to the bound, then send
-        (ReadState.SEEN, T0 + 10_000, ReadAction.CANCEL),  # a late answer still counts
+        (ReadState.SEEN, T0, Action.CANCEL),
+        (ReadState.UNSEEN, T0, Action.SEND),
+        (ReadState.GONE, T0, Action.SEND),  # expunged/moved: cannot know, never miss
+        (ReadState.UNKNOWN, T0, Action.WAIT),  # IMAP down: wait...
+        (ReadState.UNKNOWN, T0 + 899, Action.WAIT),
+        (ReadState.UNKNOWN, T0 + 900, Action.SEND),  # ...up to the bound, then send
+        (ReadState.SEEN, T0 + 10_000, Action.CANCEL),  # a late answer still counts
     ],
 )
-def test_read_verdict(state: ReadState, now: float, action: ReadAction) -> None:
-    decided, why = read_verdict(state, due_at=T0, now=now, wait=900)
-    assert decided is action
-    assert why
+def test_read_verdict(state: ReadState, now: float, action: Action) -> None:
+    decided = read_verdict(state, due_at=T0, now=now, wait=900)
+    assert decided.action is action
+    assert decided.reason
 
 
 def test_read_verdict_reasons_say_what_happened() -> None:
-    assert "read" in read_verdict(ReadState.SEEN, due_at=T0, now=T0, wait=900)[1]
-    waiting = read_verdict(ReadState.UNKNOWN, due_at=T0, now=T0, wait=900)[1]
+    assert "read" in read_verdict(ReadState.SEEN, due_at=T0, now=T0, wait=900).reason
+    waiting = read_verdict(ReadState.UNKNOWN, due_at=T0, now=T0, wait=900).reason
     assert "delivery.unless_read_wait" in waiting and "15 min" in waiting
 
 
@@ -267,10 +273,10 @@ def test_backoff_is_always_within_half_a_step_and_the_cap(failures: int, r: floa
 
 
 def test_max_age_counts_from_when_the_row_was_due() -> None:
-    assert not expired(due_at=T0, now=T0 + 6 * 3600, max_age=6 * 3600)
-    assert expired(due_at=T0, now=T0 + 6 * 3600 + 1, max_age=6 * 3600)
+    assert not give_up_before(T0 + 6 * 3600, 6 * 3600) > T0
+    assert give_up_before(T0 + 6 * 3600 + 1, 6 * 3600) > T0
     # held overnight by quiet hours: due in the morning, not expired then
-    assert not expired(due_at=T0 + 10 * 3600, now=T0 + 10 * 3600, max_age=6 * 3600)
+    assert not give_up_before(T0 + 10 * 3600, 6 * 3600) > T0 + 10 * 3600
 
 
 # -- quiet hours: held to the end of the window, then due ----------------------------------------
@@ -295,7 +301,7 @@ def test_a_mail_held_by_quiet_hours_comes_due_when_the_window_opens(tmp_path: Pa
 
     clock = SimpleNamespace(now=night.timestamp())
     store = Store(tmp_path / "state.db", clock=lambda: clock.now)
-    store.record_batch("INBOX", 1, [result.handled], result.outbox, advance_to=5)
+    store.record_batch("INBOX", 1, [result.entry], result.outbox, advance_to=5)
     assert store.due() == []
     clock.now = morning - 1
     assert store.due() == []
@@ -303,7 +309,7 @@ def test_a_mail_held_by_quiet_hours_comes_due_when_the_window_opens(tmp_path: Pa
     (row,) = store.due()
     assert (row.due_at, row.not_before, row.uid) == (morning, morning, 5)
     # max_age counts from the morning, not from 23:30
-    assert not expired(due_at=row.due_at, now=morning + 3600, max_age=6 * 3600)
+    assert not row.due_at < give_up_before(morning + 3600, 6 * 3600)
     store.close()
 
     result = plan(mail, config, night + timedelta(hours=8), new_message_id=lambda: "<fwd.2@f>")
@@ -314,17 +320,25 @@ def test_a_mail_held_by_quiet_hours_comes_due_when_the_window_opens(tmp_path: Pa
     ("settings", "quoted"),
     [
         (
-            {"mode": "phone", "auth": "password", "password": "s3cr3t-pw",
-             "recipients": ["380671112233"]},
+            {
+                "mode": "phone",
+                "auth": "password",
+                "password": "s3cr3t-pw",
+                "recipients": ["380671112233"],
+            },
             "TestAlpha;380501234567;s3cr3t-pw",
         ),
         (
-            {"mode": "phone", "auth": "api_key", "api_key": "KEY0123456789abcdef",
-             "recipients": ["380671112233"]},
+            {
+                "mode": "phone",
+                "auth": "api_key",
+                "api_key": "KEY0123456789abcdef",
+                "recipients": ["380671112233"],
+            },
             "TestAlpha;KEY0123456789abcdef",
         ),
     ],
-)  # fmt: skip
+)
 def test_a_mail_quoting_the_gateway_secret_is_never_forwarded(
     tmp_path: Path, settings: dict, quoted: str
 ) -> None:
@@ -333,10 +347,13 @@ def test_a_mail_quoting_the_gateway_secret_is_never_forwarded(
     rules = [{"name": "all", "match": {"subject": "*"}, "action": "forward"}]
     dummy = SimpleNamespace(host="127.0.0.1", port=1, user="u", password="p")
     path = write_config(
-        tmp_path / "f.yaml", dummy, dummy, rules=rules,
+        tmp_path / "f.yaml",
+        dummy,
+        dummy,
+        rules=rules,
         gateway={"login": "380501234567", "sender": "TestAlpha", **settings},
         smtp={"allow_plaintext_secrets": True},
-    )  # fmt: skip
+    )
     config = config_module.load(path)
     now = datetime(2026, 1, 5, 12, tzinfo=UTC)
     for mail in (
@@ -344,7 +361,7 @@ def test_a_mail_quoting_the_gateway_secret_is_never_forwarded(
         Mail(make_mail("Error", f"Request {quoted}: AUTH\n", from_="robot@alphasms.ua"), uid=2),
     ):
         result = plan(mail, config, now, new_message_id=lambda: "<fwd.1@f>")
-        assert result.outbox == () and result.handled.action == "skip", result.handled
-        assert "password or API key" in result.handled.reason
+        assert result.outbox == () and result.entry.action == "skip", result.entry
+        assert "password or API key" in result.entry.reason
     ordinary = Mail(make_mail("urgent", "the pw is s3cr3t-pw; KEY0123456789abcdef"), uid=3)
     assert plan(ordinary, config, now, new_message_id=lambda: "<fwd.1@f>").outbox

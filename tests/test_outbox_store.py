@@ -8,17 +8,11 @@ from pathlib import Path
 import pytest
 
 from forwarder.delivery.policy import Candidate, SendCounts
-from forwarder.store import Handled, OutboxItem, Store
-from tests.delivery_support import T0, FakeClock
-
-
-def item(uid: int, *, key: str | None = None, not_before: float = T0, **extra) -> OutboxItem:
-    return OutboxItem(
-        uid=uid, source_message_id=f"<m{uid}@x>", rule="r", recipient="380501234567",
-        to_addr="380501234567@mail.alphasms.com.ua", sender="Alpha", subject_masked="Alpha",
-        text=f"sms {uid}", message_id=f"<fwd.{uid}@f>", not_before=not_before, dedup_key=key,
-        mail_from="Alice", mail_subject=f"subject {uid}", **extra,
-    )  # fmt: skip
+from forwarder.delivery.states import State
+from forwarder.records import LedgerEntry, OutboxItem
+from forwarder.store import Store
+from tests.support.delivery import T0, FakeClock
+from tests.support.delivery import outbox_item as item
 
 
 @pytest.fixture
@@ -34,7 +28,7 @@ def store(tmp_path: Path, clock: FakeClock):
 
 
 def add(store: Store, *items: OutboxItem) -> list[int]:
-    handled = [Handled(i.uid, i.source_message_id, "forward", "r", "") for i in items]
+    handled = [LedgerEntry(i.uid, i.source_message_id, "forward", "r", "") for i in items]
     store.record_batch("INBOX", 7, handled, list(items), advance_to=None)
     by_mid = {r.message_id: r.id for r in store.recent(1000)}
     return [by_mid[i.message_id] for i in items]
@@ -52,14 +46,14 @@ def test_a_new_row_is_due_at_its_not_before_and_remembers_it(store: Store, clock
 
 def test_every_final_dot_is_logged_for_the_limits(store: Store, clock) -> None:
     (row_id,) = add(store, item(1))
-    store.set_state(row_id, "sending", attempt=True)
+    store.start_attempt(row_id)
     store.before_dot(row_id)
     assert store.outbox_row(row_id).state == "in_doubt"
     store.retry_later(row_id, error="doubt", not_before=T0 + 30)  # on_doubt: resend
     clock.advance(30)
-    store.set_state(row_id, "sending", attempt=True)
+    store.start_attempt(row_id)
     store.before_dot(row_id)
-    store.set_state(row_id, "sent")
+    store.mark_sent(row_id)
     assert store.send_counts() == SendCounts(minute=2, hour=2, day=2)
     clock.advance(31)
     assert store.send_counts() == SendCounts(minute=1, hour=2, day=2)
@@ -76,8 +70,11 @@ def test_retry_later_counts_rounds_and_a_restart_makes_the_row_due_again(
     store.retry_later(row_id, error="still down", not_before=T0 + 120)
     row = store.outbox_row(row_id)
     assert (row.state, row.retries, row.last_error, row.not_before) == (
-        "pending", 2, "still down", T0 + 120
-    )  # fmt: skip
+        "pending",
+        2,
+        "still down",
+        T0 + 120,
+    )
     assert store.due() == []
     assert store.reset_backoff() == 1
     assert [r.id for r in store.due()] == [row_id]
@@ -104,8 +101,10 @@ def test_expire_fails_rows_due_before_the_cutoff_only(store: Store, clock) -> No
 
 def test_settle_records_the_reason_and_the_original(store: Store) -> None:
     first, second = add(store, item(1, key="k"), item(2, key="k"))
-    store.set_state(first, "sent")
-    store.settle(second, "duplicate", "same as #1", duplicate_of=first)
+    store.start_attempt(first)
+    store.before_dot(first)
+    store.mark_sent(first)
+    store.settle(second, State.DUPLICATE, "same as #1", duplicate_of=first)
     row = store.outbox_row(second)
     assert (row.state, row.reason, row.duplicate_of) == ("duplicate", "same as #1", first)
     assert store.dedup_candidates("k", "380501234567", exclude=second) == [
@@ -118,7 +117,7 @@ def test_settle_records_the_reason_and_the_original(store: Store) -> None:
 def test_a_summary_is_queued_first_and_linked_to_the_rows_it_reports(store: Store) -> None:
     ids = add(store, item(1), item(2), item(3))
     for row_id in ids[:2]:
-        store.settle(row_id, "held", "limit")
+        store.settle(row_id, State.HELD, "limit")
     assert [r.id for r in store.held_unsummarised()] == ids[:2]
     assert not store.summary_pending()
     summary = store.add_summary(item(0, not_before=T0 + 1), ids[:2])

@@ -15,8 +15,8 @@ import pytest
 
 from forwarder.mail import Mail, Reads
 from forwarder.rules.guards import GUARD_FIELDS, GUARD_NAMES
-from tests.test_guards import CONTEXT, PASSED, STOPPED, rules_with
-from tests.test_rules import MONDAY_NOON, compiled, make_mail
+from tests.support.guards import CONTEXT, PASSED, STOPPED, rules_with
+from tests.support.rules import MONDAY_NOON, compiled, make_mail
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 

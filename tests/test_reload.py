@@ -11,10 +11,10 @@ import yaml
 
 from forwarder import config as config_module
 from forwarder.daemon import POLL_JOB, Daemon
-from tests.configs import config_dict, write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import free_port
-from tests.servers.mails import make_mail
+from tests.support.configs import config_dict, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.servers import free_port
+from tests.support.servers.mails import make_mail
 
 
 def test_reload_applies_good_rules_and_keeps_old_ones_on_a_bad_file(
@@ -91,7 +91,7 @@ def test_reload_applies_new_delivery_retry_attempts(tmp_path: Path, gateway) -> 
     try:
         write_config(path, imap, gateway, delivery={"retry_attempts": 7})  # smtp: unchanged
         assert daemon.reload()
-        daemon._flush_outbox()  # nothing queued: no SMTP connection
+        daemon.delivery.flush(daemon.clock())  # nothing queued: no SMTP connection
         assert daemon.sender.attempts == 7
     finally:
         daemon.shutdown()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import wait_until
-from tests.servers.mails import make_mail, make_message_id
+from tests.support.configs import write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.servers import wait_until
+from tests.support.servers.mails import make_mail, make_message_id
 
 RECIPIENT_A = "380671112233"
 RECIPIENT_B = "380931112233"
@@ -134,11 +134,17 @@ def test_banned_blocks_only_that_number_until_unblocked(
     gateway = answering_tls_gateway
     server, user = imap_user.server, imap_user.user
     config = write_config(
-        tmp_path / "f.yaml", imap_user, gateway,
+        tmp_path / "f.yaml",
+        imap_user,
+        gateway,
         smtp={"security": "starttls", "ca_file": str(gateway.ca_file)},
-        gateway={"mode": "phone", "auth": "api_key", "api_key": "KEY123",
-                 "recipients": [RECIPIENT_A, RECIPIENT_B]},
-    )  # fmt: skip
+        gateway={
+            "mode": "phone",
+            "auth": "api_key",
+            "api_key": "KEY123",
+            "recipients": [RECIPIENT_A, RECIPIENT_B],
+        },
+    )
     gateway.reply_with("BANNED")  # answers the first request, the one to A
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()

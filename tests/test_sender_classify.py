@@ -41,8 +41,13 @@ TABLE = [
     (TimeoutError("timed out"), True, False, None, "timed out"),
     (TimeoutError(), True, False, None, "timed out"),  # socket.timeout is an alias
     (socket.gaierror(-2, "Name or service not known"), True, False, None, "cannot resolve"),
-    (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), True, False, None,
-     "closed the connection"),
+    (
+        smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+        True,
+        False,
+        None,
+        "closed the connection",
+    ),
     (ssl_error(), True, False, None, "TLS error"),
     # -- TLS certificate: permanent, and the settings are wrong ---------------------------------
     (cert_error(), False, True, None, "certificate rejected"),
@@ -56,12 +61,9 @@ TABLE = [
     (smtplib.SMTPRecipientsRefused({RECIPIENT: (450, b"busy")}), True, False, 450, "RCPT 450"),
     (smtplib.SMTPRecipientsRefused({RECIPIENT: (452, b"full")}), True, False, 452, "RCPT 452"),
     # RFC 5321 §4.5.3.1.10: 552 on RCPT means "too many recipients", to be treated as 452.
-    (smtplib.SMTPRecipientsRefused({RECIPIENT: (552, b"too many")}), True, False, 552,
-     "RCPT 552"),
-    (smtplib.SMTPRecipientsRefused({RECIPIENT: (550, b"no such")}), False, False, 550,
-     "RCPT 550"),
-    (smtplib.SMTPRecipientsRefused({RECIPIENT: (554, b"rejected")}), False, False, 554,
-     "RCPT 554"),
+    (smtplib.SMTPRecipientsRefused({RECIPIENT: (552, b"too many")}), True, False, 552, "RCPT 552"),
+    (smtplib.SMTPRecipientsRefused({RECIPIENT: (550, b"no such")}), False, False, 550, "RCPT 550"),
+    (smtplib.SMTPRecipientsRefused({RECIPIENT: (554, b"rejected")}), False, False, 554, "RCPT 554"),
     (smtplib.SMTPDataError(451, b"local error"), True, False, 451, "DATA 451"),
     (smtplib.SMTPDataError(452, b"no storage"), True, False, 452, "DATA 452"),
     (smtplib.SMTPDataError(552, b"too big"), False, False, 552, "DATA 552"),
@@ -69,17 +71,32 @@ TABLE = [
     (smtplib.SMTPResponseException(421, b"shutting down"), True, False, 421, "421"),
     (smtplib.SMTPResponseException(500, b"what?"), False, True, 500, "500"),
     # -- login: permanent and halting, unless the server says "temporary" -----------------------
-    (smtplib.SMTPAuthenticationError(535, b"bad credentials"), False, True, 535,
-     "check smtp.username"),
+    (
+        smtplib.SMTPAuthenticationError(535, b"bad credentials"),
+        False,
+        True,
+        535,
+        "check smtp.username",
+    ),
     (smtplib.SMTPAuthenticationError(454, b"temporary failure"), True, False, 454, "AUTH 454"),
-    (smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."), False, True,
-     None, "smtp.security"),
+    (
+        smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."),
+        False,
+        True,
+        None,
+        "smtp.security",
+    ),
     # smtplib's own refusal to log in (no AUTH method both sides know): not a network error.
-    (smtplib.SMTPException("No suitable authentication method found."), False, True, None,
-     "smtp.username"),
+    (
+        smtplib.SMTPException("No suitable authentication method found."),
+        False,
+        True,
+        None,
+        "smtp.username",
+    ),
     # -- anything else is a bug: permanent, so it is looked at --------------------------------
     (ValueError("boom"), False, False, None, "unexpected ValueError"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(

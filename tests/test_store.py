@@ -7,15 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.store import Handled, OutboxItem, Store
+from forwarder.records import LedgerEntry, OutboxItem
+from forwarder.store import Store
 
 
 def item(uid: int, message_id: str = "", recipient: str = "380501234567") -> OutboxItem:
     return OutboxItem(
-        uid=uid, source_message_id=f"<m{uid}@x>", rule="r", recipient=recipient,
-        to_addr=f"{recipient}@mail.alphasms.com.ua", sender="Alpha", subject_masked="Alpha",
-        text=f"sms {uid}", message_id=message_id or f"<fwd.{uid}@f>", not_before=0.0,
-    )  # fmt: skip
+        uid=uid,
+        source_message_id=f"<m{uid}@x>",
+        rule="r",
+        recipient=recipient,
+        to_addr=f"{recipient}@mail.alphasms.com.ua",
+        sender="Alpha",
+        subject_masked="Alpha",
+        text=f"sms {uid}",
+        message_id=message_id or f"<fwd.{uid}@f>",
+        not_before=0.0,
+    )
 
 
 @pytest.fixture
@@ -33,10 +41,15 @@ def test_state_file_uses_wal_and_full_sync(store: Store) -> None:
 def test_batch_commits_decisions_outbox_and_checkpoint_together(store: Store) -> None:
     store.baseline("INBOX", 7, 10)
     store.record_batch(
-        "INBOX", 7,
-        [Handled(11, "<m11@x>", "forward", "r", "why"), Handled(12, "<m12@x>", "skip", None, "no")],
-        [item(11)], advance_to=12,
-    )  # fmt: skip
+        "INBOX",
+        7,
+        [
+            LedgerEntry(11, "<m11@x>", "forward", "r", "why"),
+            LedgerEntry(12, "<m12@x>", "skip", None, "no"),
+        ],
+        [item(11)],
+        advance_to=12,
+    )
     assert store.checkpoint("INBOX").last_uid == 12
     assert [r.uid for r in store.due(now=1.0)] == [11]
     assert store.handled_uids("INBOX", 7, [10, 11, 12, 13]) == {11, 12}
@@ -50,7 +63,7 @@ def test_a_failed_batch_leaves_no_trace(store: Store) -> None:
         store.record_batch(
             "INBOX",
             7,
-            [Handled(11, "<m>", "forward", "r", "")],
+            [LedgerEntry(11, "<m>", "forward", "r", "")],
             [item(11), unstorable],
             advance_to=12,
         )
@@ -61,8 +74,13 @@ def test_a_failed_batch_leaves_no_trace(store: Store) -> None:
 
 def test_the_same_mail_is_never_queued_twice(store: Store) -> None:
     for _ in range(2):
-        store.record_batch("INBOX", 7, [Handled(11, "<m>", "forward", "r", "")],
-                           [item(11, f"<fwd.{_}@f>")], advance_to=11)  # fmt: skip
+        store.record_batch(
+            "INBOX",
+            7,
+            [LedgerEntry(11, "<m>", "forward", "r", "")],
+            [item(11, f"<fwd.{_}@f>")],
+            advance_to=11,
+        )
     assert len(store.due(now=1.0)) == 1
 
 
@@ -77,8 +95,9 @@ def test_checkpoint_never_moves_backwards_but_follows_a_new_uidvalidity(store: S
 def test_states_and_attempts_are_recorded(store: Store) -> None:
     store.record_batch("INBOX", 7, [], [item(1)], advance_to=1)
     (row,) = store.due(now=1.0)
-    store.set_state(row.id, "sending", attempt=True)
-    store.set_state(row.id, "sent")
+    store.start_attempt(row.id)
+    store.before_dot(row.id)
+    store.mark_sent(row.id)
     (row,) = store.recent()
     assert (row.state, row.attempts, row.sent_at) == ("sent", 1, 1000.0)
     assert store.sent_since(999.0) == 1

@@ -26,9 +26,12 @@ def test_a_secret_the_gateway_wraps_onto_the_next_line_never_reaches_the_db_or_l
 ) -> None:
     store = Store(tmp_path / "state.db")
     tracker = ReplyTracker(
-        store, pause=60, probe_wait=60, new_message_id=lambda: "<x@f>",
+        store,
+        pause=60,
+        probe_wait=60,
+        new_message_id=lambda: "<x@f>",
         scrub=lambda text: text.replace(SECRET, "***"),
-    )  # fmt: skip
+    )
     # Line-based masking sees no ';' before the secret on its own line.
     reply = tracker.record(reply_mail(f"AUTH\nYour request MyAlpha;380501234567;\n{SECRET}\n"))
     store.close()

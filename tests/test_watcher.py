@@ -13,9 +13,10 @@ from imapclient.exceptions import IMAPClientError
 from forwarder.imap.checkpoints import BATCH, Batch, poll_folder
 from forwarder.imap.connection import Mailbox, MailboxError
 from forwarder.mail import Mail
-from forwarder.store import Handled, Store
-from tests.servers.mails import make_mail
-from tests.test_mailbox import imap_config
+from forwarder.records import LedgerEntry
+from forwarder.store import Store
+from tests.support.configs import imap_config
+from tests.support.servers.mails import make_mail
 
 
 class Decider:
@@ -34,7 +35,9 @@ class Decider:
         forwarded = {m.uid for m in urgent}
         self.texts += [m for m in mails if m.uid in forwarded]
         handled = [
-            Handled(m.uid, m.message_id, "forward" if m.uid in forwarded else "skip", None, "test")
+            LedgerEntry(
+                m.uid, m.message_id, "forward" if m.uid in forwarded else "skip", None, "test"
+            )
             for m in mails
         ]
         self.store.record_batch(
@@ -143,7 +146,7 @@ def test_mail_that_appears_below_the_checkpoint_is_handled_late_once(imap_user, 
     poll(mailbox, store)
     uids = [server.append(user, "INBOX", make_mail(f"urgent {n}")) for n in range(3)]
     validity = store.checkpoint("INBOX").uidvalidity
-    seen = [Handled(uid, "", "skip", None, "test") for uid in (uids[0], uids[2])]
+    seen = [LedgerEntry(uid, "", "skip", None, "test") for uid in (uids[0], uids[2])]
     store.record_batch("INBOX", validity, seen, [], advance_to=uids[2])
 
     assert poll(mailbox, store).batches == []  # nothing new: late ones wait for the safety net
@@ -261,16 +264,20 @@ def test_a_folder_whose_search_is_refused_does_not_hold_up_the_folders_after_it(
     (NO/BAD: the connection is fine); the refused folder keeps its checkpoint."""
     from forwarder import config as config_module
     from forwarder.imap.connection import CommandRefused, Mailbox
-    from tests.configs import write_config
-    from tests.delivery_support import make_daemon
+    from tests.support.configs import write_config
+    from tests.support.delivery import make_daemon
 
     server, user = imap_user.server, imap_user.user
     server.create_folder(user, "Broken")
-    path = write_config(tmp_path / "f.yaml", imap_user, gateway,
-                        imap={"folders": ["Broken", "INBOX"], "idle": False})  # fmt: skip
+    path = write_config(
+        tmp_path / "f.yaml",
+        imap_user,
+        gateway,
+        imap={"folders": ["Broken", "INBOX"], "idle": False},
+    )
     daemon = make_daemon(config_module.load(path), clock)
     daemons.append(daemon)
-    daemon._poll_all()  # baselines both
+    daemon.intake.poll()  # baselines both
     search = Mailbox.uids_from
 
     def refuse_in_broken(self, first):
@@ -281,9 +288,9 @@ def test_a_folder_whose_search_is_refused_does_not_hold_up_the_folders_after_it(
     monkeypatch.setattr(Mailbox, "uids_from", refuse_in_broken)
     server.append(user, "Broken", make_mail("urgent: in the broken folder"))
     uid = server.append(user, "INBOX", make_mail("urgent: in INBOX"))
-    daemon._poll_all()
+    daemon.intake.poll()
     assert daemon.store.checkpoint("INBOX").last_uid == uid
     assert daemon.store.checkpoint("Broken").last_uid == 0
     monkeypatch.setattr(Mailbox, "uids_from", search)
-    daemon._poll_all()
+    daemon.intake.poll()
     assert daemon.store.checkpoint("Broken").last_uid == 1

@@ -35,20 +35,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from forwarder.config import LimitsConfig
+from forwarder.delivery.states import ORIGINALS, State
 from forwarder.text.smstext import SmsOptions, fit, sms_length
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
-#: States in which a request reached, or may have reached, the gateway.
-DELIVERED_STATES = ("sent", "in_doubt", "sending")
-#: States a later identical mail is a duplicate of: it went out, or it was held and summarised.
-ORIGINAL_STATES = (*DELIVERED_STATES, "held")
 #: How many distinct "sender: subject" entries a summary names before "+N more".
 SUMMARY_ENTRIES = 5
 
 
 # -- limits ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LimitsConfig:
+    """A wallet guard across all rules; a held SMS is summarised, never silently dropped.
+
+    The ``limits:`` section of the config; it lives here because the policy is what reads it.
+    """
+
+    per_minute: int = 5
+    per_hour: int = 30
+    per_day: int = 100
+    dedup_window: float = 600.0  # same sender + subject within this many seconds → one SMS
+
+
 @dataclass(frozen=True)
 class SendCounts:
     """How many requests reached the final dot in the last minute, hour and day."""
@@ -85,7 +94,7 @@ class Candidate:
     """An earlier row with the same dedup key and recipient (from the store)."""
 
     id: int
-    state: str
+    state: State
     created_at: float
 
 
@@ -102,23 +111,26 @@ def find_original(
     if window <= 0:
         return None
     found = [
-        c
-        for c in candidates
-        if c.state in ORIGINAL_STATES and abs(c.created_at - created_at) <= window
+        c for c in candidates if c.state in ORIGINALS and abs(c.created_at - created_at) <= window
     ]
     return min(found, key=lambda c: c.id, default=None)
 
 
 # -- the verdict for one due row --------------------------------------------------------------
 class Action(Enum):
+    """What the policy says to do with a due row (the one vocabulary of delivery decisions)."""
+
     SEND = "send"
     HOLD = "hold"  # a limit is full: held, summarised later
-    DUPLICATE = "duplicate"  # same sender + subject recently: not sent
-    WAIT = "wait"  # a summary waits for room instead of being held itself
+    DUPLICATE = "drop_duplicate"  # same sender + subject recently: not sent
+    WAIT = "wait"  # not yet: a summary waits for room, an unless_read row for IMAP's answer
+    CANCEL = "cancel"  # unless_read: the mail was read before the SMS was due
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """An ``Action`` and the reason a person reads in the log and in ``status``."""
+
     action: Action
     reason: str = ""
     original: int | None = None  # for DUPLICATE: the row it duplicates
@@ -137,7 +149,7 @@ def verdict(
 ) -> Verdict:
     """Send, hold, or mark as duplicate: dedup first (a duplicate costs no capacity), then limits.
 
-    A summary is never deduplicated nor held: it waits for room.
+    A summary or a self-alert is never deduplicated nor held: it waits for room.
     """
     if kind == "mail":
         original = find_original(created_at, candidates, limits.dedup_window)
@@ -151,7 +163,9 @@ def verdict(
     full = limit_reason(counts, limits)
     if full is None:
         return SEND
-    return Verdict(Action.WAIT if kind == "summary" else Action.HOLD, full)
+    # Forwarder's own SMS (a summary, a self-alert) wait for room: holding them would only
+    # make another summary to report them.
+    return Verdict(Action.HOLD if kind == "mail" else Action.WAIT, full)
 
 
 def summary_due(held: int, counts: SendCounts, limits: LimitsConfig) -> bool:
@@ -201,6 +215,11 @@ def compose_summary(held: Sequence[HeldMail], options: SmsOptions) -> str:
         named += count
     text = _summary_text(head, entries, total - named)
     # "{body}" keeps the options' encoding, transliteration and caps; the text is already short.
+    return compose_summary_text(text, options)
+
+
+def compose_summary_text(text: str, options: SmsOptions) -> str:
+    """A text of forwarder's own fitted like any SMS (encoding, transliteration, length)."""
     return fit({"body": text}, dataclasses.replace(options, template="{body}")).text
 
 
@@ -218,37 +237,34 @@ class ReadState(Enum):
     UNKNOWN = "unknown"  # IMAP could not be asked
 
 
-class ReadAction(Enum):
-    SEND = "send"
-    CANCEL = "cancel"
-    WAIT = "wait"
-
-
-def read_verdict(
-    state: ReadState, *, due_at: float, now: float, wait: float
-) -> tuple[ReadAction, str]:
-    """What an ``unless_read`` row does once due, given what IMAP said about its mail."""
+def read_verdict(state: ReadState, *, due_at: float, now: float, wait: float) -> Verdict:
+    """What an ``unless_read`` row does once due, given what IMAP said about its mail:
+    SEND, CANCEL or WAIT."""
     if state is ReadState.SEEN:
-        return ReadAction.CANCEL, "the mail was read (\\Seen) before the SMS was due"
+        return Verdict(Action.CANCEL, "the mail was read (\\Seen) before the SMS was due")
     if state is ReadState.UNSEEN:
-        return ReadAction.SEND, "the mail is still unread"
+        return Verdict(Action.SEND, "the mail is still unread")
     if state is ReadState.GONE:
-        return ReadAction.SEND, "the mail is no longer in its folder; sent to be safe"
+        return Verdict(Action.SEND, "the mail is no longer in its folder; sent to be safe")
     if now < due_at + wait:
-        return ReadAction.WAIT, (
+        return Verdict(
+            Action.WAIT,
             "waiting to learn from IMAP whether the mail was read "
-            f"(sent anyway after delivery.unless_read_wait, {_span(wait)})"
+            f"(sent anyway after delivery.unless_read_wait, {_span(wait)})",
         )
-    return ReadAction.SEND, (
-        f"IMAP could not say whether the mail was read for {_span(wait)}; sent anyway"
+    return Verdict(
+        Action.SEND, f"IMAP could not say whether the mail was read for {_span(wait)}; sent anyway"
     )
 
 
 # -- giving up ------------------------------------------------------------------------------
-def expired(*, due_at: float, now: float, max_age: float) -> bool:
-    """A pending row is given up ``max_age`` after it came due (not after it was queued:
-    quiet hours may hold a row longer than max_age on purpose)."""
-    return now - due_at > max_age
+def give_up_before(now: float, max_age: float) -> float:
+    """Pending rows that came due before this moment are given up (``delivery.max_age``).
+
+    Counted from when a row came due, not from when it was queued: quiet hours may hold a
+    row longer than max_age on purpose.
+    """
+    return now - max_age
 
 
 def _span(seconds: float) -> str:

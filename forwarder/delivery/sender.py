@@ -36,7 +36,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from enum import Enum
 
 from tenacity import (
     RetryError,
@@ -48,22 +47,17 @@ from tenacity import (
 
 from forwarder.backoff import Policy
 from forwarder.config import SmtpConfig
+from forwarder.delivery.states import State
 from forwarder.gateway.account import MASK, Account, Request
 from forwarder.gateway.request import compose
-from forwarder.store import OutboxRow, Store
+from forwarder.records import OutboxRow
+from forwarder.store import Store
 from forwarder.tls import client_context
 
 logger = logging.getLogger(__name__)
 
 #: Between rounds, after a failed send: 30 s doubling to 15 min (delivery.retry_backoff*).
 SMTP_RETRY = Policy("smtp retry", first=30.0, cap=900.0)
-
-
-class Outcome(Enum):
-    SENT = "sent"
-    RETRY = "retry"  # transient: stays pending, tried again later
-    FAILED = "failed"  # permanent: a person must look
-    IN_DOUBT = "in_doubt"
 
 
 class DeliveryError(Exception):
@@ -247,12 +241,13 @@ class Sender:
             self._conn = None
 
     # -- sending ------------------------------------------------------------------------------
-    def send(self, row: OutboxRow) -> Outcome:
+    def send(self, row: OutboxRow) -> State:
         """Deliver one row, retrying transient failures a few times with backoff and jitter.
 
         Waits between tries are random in [0, 0.5 s], [0, 1 s], [0, 2 s]... capped at
         ``max_wait`` (tenacity's full jitter). Never raises for an SMTP problem: the
-        outcome is committed to the row and returned.
+        outcome is committed to the row, and the state it left the row in is returned
+        (``sent``; ``pending`` to be tried again; ``failed``; ``in_doubt``).
         """
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
@@ -270,19 +265,22 @@ class Sender:
         except DeliveryError as error:
             return self._after_failure(row, error)
         self._failures = 0
-        return Outcome.SENT
+        return State.SENT
 
-    def _after_failure(self, row: OutboxRow, error: DeliveryError) -> Outcome:
+    def _after_failure(self, row: OutboxRow, error: DeliveryError) -> State:
         self.close()
         text = self.scrub(str(error))
         if error.after_dot:
             # Counts as a send for the limits (store.before_dot logged it): it may be billed.
             logger.error(
                 "SMS %s for %s: connection lost after the final dot; it may or may not have "
-                "been sent (%s)", row.message_id, row.source_message_id, text,
-            )  # fmt: skip
-            self.store.set_state(row.id, "in_doubt", error=text)
-            return Outcome.IN_DOUBT
+                "been sent (%s)",
+                row.message_id,
+                row.source_message_id,
+                text,
+            )
+            self.store.mark_in_doubt(row.id, error=text)
+            return State.IN_DOUBT
         if error.transient:
             self._failures += 1
             now = self.store.clock()
@@ -290,25 +288,30 @@ class Sender:
             self.retry_at = now + wait
             logger.warning(
                 "SMS %s for %s not sent yet, will retry in %.0fs: %s",
-                row.message_id, row.source_message_id, wait, text,
-            )  # fmt: skip
+                row.message_id,
+                row.source_message_id,
+                wait,
+                text,
+            )
             self.store.retry_later(row.id, error=text, not_before=now + wait)
-            return Outcome.RETRY
+            return State.PENDING
         if error.halts:
             # The settings are wrong, not this SMS: it waits with the queue (delivery.max_age
             # still applies), or an important mail would be lost to a fixable setting.
             self.halted = text
-            self.store.set_state(row.id, "pending", error=text)
+            self.store.wait(row.id, error=text)
             logger.error(
                 "sending stopped: %s. Queued SMS wait (%s among them); fix the smtp settings, "
-                "then reload (SIGHUP) or restart forwarder", text, row.message_id,
-            )  # fmt: skip
-            return Outcome.RETRY
+                "then reload (SIGHUP) or restart forwarder",
+                text,
+                row.message_id,
+            )
+            return State.PENDING
         logger.error(
             "SMS %s for %s failed permanently: %s", row.message_id, row.source_message_id, text
         )
-        self.store.set_state(row.id, "failed", error=text, reason=text)
-        return Outcome.FAILED
+        self.store.fail(row.id, error=text)
+        return State.FAILED
 
     def _send_once(self, row: OutboxRow) -> None:
         request = self._request_for(row)
@@ -316,7 +319,7 @@ class Sender:
             request, row.text, from_addr=self.config.from_addr, message_id=row.message_id
         )
         payload = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-        self.store.set_state(row.id, "sending", attempt=True)
+        self.store.start_attempt(row.id)
         try:
             smtp = self._connect()
             code, reply = smtp.mail(self.config.from_addr)
@@ -331,11 +334,16 @@ class Sender:
             if not error.after_dot and error.transient:
                 self.close()  # a fresh connection for the retry
             raise error from None
-        self.store.set_state(row.id, "sent")
+        self.store.mark_sent(row.id)
         logger.info(
             "SMS sent: %s → %s (%d chars) for %s, rule %s",
-            row.message_id, row.recipient, len(row.text), row.source_message_id, row.rule,
-        )  # fmt: skip
+            row.message_id,
+            row.recipient,
+            len(row.text),
+            row.source_message_id,
+            row.rule,
+            extra={"sms_id": row.id, "message_id": row.source_message_id, "rule": row.rule},
+        )
 
     def _request_for(self, row: OutboxRow) -> Request:
         for request in self.account.requests(row.sender):

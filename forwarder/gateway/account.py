@@ -105,10 +105,6 @@ class Account:
     api_key: Secret | None = None
     max_length: int = SMS_MAX_CHARS
 
-    @property
-    def carries_secret(self) -> bool:
-        return self.auth is not Auth.NONE
-
     def requests(self, sender: str | None = None) -> list[Request]:
         """The requests that deliver one SMS, one per recipient (modes a and d take one number)."""
         alpha = sender or self.sender

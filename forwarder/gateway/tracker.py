@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from forwarder.delivery.states import State
 from forwarder.gateway.replies import (
     GatewayReply,
     ReplyCode,
@@ -30,7 +31,8 @@ from forwarder.gateway.replies import (
     tie_reply,
 )
 from forwarder.mail import Mail
-from forwarder.store import OutboxRow, Store
+from forwarder.records import OutboxRow
+from forwarder.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -82,17 +84,28 @@ class ReplyTracker:
         received = mail.internal_date or mail.date
         received_at = received.timestamp() if received is not None else now
         fresh = self.store.add_reply(
-            mail.folder, mail.uidvalidity, mail.uid,
-            code=reply.code.value, msg_code=reply.msg_code, detail=reply.detail,
-            request_message_id=tie.message_id, tie=tie.how, received_at=received_at,
-        )  # fmt: skip
+            mail.folder,
+            mail.uidvalidity,
+            mail.uid,
+            code=reply.code.value,
+            msg_code=reply.msg_code,
+            detail=reply.detail,
+            request_message_id=tie.message_id,
+            tie=tie.how,
+            received_at=received_at,
+            account=mail.account,
+        )
         row = self.store.outbox_by_message_id(tie.message_id) if tie.message_id else None
         source = row.source_message_id if row else "an unknown SMS"
         logger.log(
             logging.INFO if reply.code is ReplyCode.OK else logging.WARNING,
             "gateway reply %s for %s (SMS %s, tied by %s): %s",
-            reply.label(), source, tie.message_id or "?", tie.how, reply.detail,
-        )  # fmt: skip
+            reply.label(),
+            source,
+            tie.message_id or "?",
+            tie.how,
+            reply.detail,
+        )
         if fresh:
             self._act(reply, row)
         return reply
@@ -105,10 +118,12 @@ class ReplyTracker:
                 logger.error(
                     "gateway said %s: %s. Sending is paused; queued SMS wait, and one probe "
                     "goes out in %ds (or at once after a restart or reload)",
-                    reply.label(), explain(reply.code), int(self.pause),
-                )  # fmt: skip
+                    reply.label(),
+                    explain(reply.code),
+                    int(self.pause),
+                )
             self.store.open_circuit(reply.label(), reply.detail, probe_at=now + self.pause)
-            if row is not None and row.state == "sent":
+            if row is not None and row.state is State.SENT:
                 # The gateway refused this one: it must go again once the circuit closes.
                 self.store.resend_as(row.id, self.new_message_id(), not_before=now)
         elif reply.code is ReplyCode.BANNED:
@@ -120,8 +135,10 @@ class ReplyTracker:
                 self.store.block(row.recipient, f"BANNED reply to {row.message_id}")
                 logger.error(
                     "gateway said BANNED: %s is blocked; no SMS will go to it until "
-                    "'forwarder unblock %s'", row.recipient, row.recipient,
-                )  # fmt: skip
+                    "'forwarder unblock %s'",
+                    row.recipient,
+                    row.recipient,
+                )
         elif reply.code is ReplyCode.MSG:
             if row is not None and not row.previous_ids:
                 self.store.resend_as(
@@ -129,13 +146,17 @@ class ReplyTracker:
                 )
                 logger.warning(
                     "gateway said %s for %s; it will be sent once more in %ds",
-                    reply.label(), row.source_message_id, int(MSG_RESEND_DELAY),
-                )  # fmt: skip
+                    reply.label(),
+                    row.source_message_id,
+                    int(MSG_RESEND_DELAY),
+                )
             elif row is not None:
                 logger.error(
                     "gateway said %s again for %s; not resent: %s",
-                    reply.label(), row.source_message_id, explain(reply.code),
-                )  # fmt: skip
+                    reply.label(),
+                    row.source_message_id,
+                    explain(reply.code),
+                )
         elif reply.code is ReplyCode.OK and circuit and row and circuit.probe_id == row.message_id:
             self._close("the gateway accepted the probe SMS")
 
@@ -146,7 +167,7 @@ class ReplyTracker:
         circuit = self.store.circuit()
         if circuit and circuit.probe_id and circuit.probe_sent is not None:
             probe = self.store.outbox_by_message_id(circuit.probe_id)
-            if probe is not None and probe.state in ("failed", "pending"):
+            if probe is not None and probe.state in (State.FAILED, State.PENDING):
                 self.store.set_probe(None)  # the probe never reached the gateway: pick another
             elif now >= circuit.probe_sent + self.probe_wait:
                 self._close(f"no error answered the probe SMS within {int(self.probe_wait)}s")

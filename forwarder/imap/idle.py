@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from forwarder.backoff import Backoff
 from forwarder.config import ImapConfig
@@ -44,6 +44,24 @@ CONNECTED = "connected"
 #: ``notify(folder, event)``: called from the watcher's thread; must be quick.
 Notify = Callable[[str, str], None]
 
+#: ``heartbeat(folder, within)``: called from the watcher's thread whenever it makes
+#: progress — in IDLE, connecting, or before a backoff wait — with the number of seconds
+#: within which the next call comes unless the thread is stuck; ``within=None`` once, when
+#: the thread ends on purpose (stopped, or no IDLE on the server). For the systemd
+#: watchdog (``forwarder.ops.watchdog.Progress``); must be quick.
+Heartbeat = Callable[[str, float | None], None]
+
+
+def connect_budget(config: ImapConfig) -> float:
+    """Seconds a (re)connection may take: connect, TLS, greeting, login, SELECT, IDLE,
+    each bounded by ``imap.timeout``, with room to spare."""
+    return 8 * config.timeout + 5
+
+
+def idle_budget(config: ImapConfig) -> float:
+    """Seconds between two heartbeats in IDLE: one wait, then DONE and IDLE at renewal."""
+    return IDLE_SLICE + 3 * config.timeout + 5
+
 
 class IdleUnsupported(MailboxError):
     """The server does not offer IDLE: polling is the only way."""
@@ -59,11 +77,13 @@ class IdleWatcher:
         notify: Notify,
         *,
         on_unsupported: Callable[[], None] | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.config = config
         self.folder = folder
         self._notify_cb = notify
         self._on_unsupported = on_unsupported
+        self._heartbeat_cb = heartbeat
         self._stopping = threading.Event()
         self._retry = threading.Event()  # ends a backoff wait early
         self._lock = threading.Lock()
@@ -96,7 +116,12 @@ class IdleWatcher:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        self._loop()  # returns only when stopped or when the server has no IDLE
+        self._heartbeat(None)  # ended on purpose; a thread that dies never says so
+
+    def _loop(self) -> None:
         while not self._stopping.is_set():
+            self._heartbeat(connect_budget(self.config))
             try:
                 self._session()
             except IdleUnsupported:
@@ -125,6 +150,8 @@ class IdleWatcher:
             level = logging.INFO if news else logging.DEBUG
         logger.log(level, "IDLE on %s: %s; reconnecting in %.1f s (attempt %d)", self.folder,
                    error, delay, self.backoff.failures)  # fmt: skip
+        # Backing off is progress: a server that is down is not a hang.
+        self._heartbeat(delay + connect_budget(self.config))
         self._retry.wait(delay)
         self._retry.clear()
 
@@ -158,6 +185,7 @@ class IdleWatcher:
                     break
                 if mailbox.idle_wait(min(left, IDLE_SLICE)):
                     self._notify(NEW_MAIL)
+                self._heartbeat(idle_budget(self.config))
             if self._stopping.is_set():
                 return
             # DONE, then IDLE again: keeps the server's inactivity timer from firing, and a
@@ -173,6 +201,14 @@ class IdleWatcher:
         except Exception:
             logger.exception("IDLE on %s: announcing %s failed", self.folder, event)
 
+    def _heartbeat(self, within: float | None) -> None:
+        if self._heartbeat_cb is None:
+            return
+        try:
+            self._heartbeat_cb(self.folder, within)
+        except Exception:
+            logger.exception("IDLE on %s: heartbeat failed", self.folder)
+
     def _drop(self) -> None:
         with self._lock:
             mailbox, self._mailbox = self._mailbox, None
@@ -183,12 +219,21 @@ class IdleWatcher:
 class IdleWatchers:
     """One ``IdleWatcher`` per configured folder, started and stopped together."""
 
-    def __init__(self, config: ImapConfig, notify: Notify) -> None:
+    def __init__(
+        self,
+        config: ImapConfig,
+        notify: Notify,
+        *,
+        folders: Sequence[str] | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         self.config = config
         self._said_unsupported = threading.Event()
         self.watchers = [
-            IdleWatcher(config, folder, notify, on_unsupported=self._unsupported)
-            for folder in config.folders
+            IdleWatcher(
+                config, folder, notify, on_unsupported=self._unsupported, heartbeat=heartbeat
+            )
+            for folder in (config.folders if folders is None else folders)
         ]
 
     def start(self) -> None:

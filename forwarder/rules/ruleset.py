@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from forwarder.configfile.schema import (
@@ -56,8 +56,7 @@ from forwarder.rules.patterns import (
     squash,
     wall_clock_to_aware,
 )
-from forwarder.rules.ruletests import RuleTest, load_rule_tests
-from forwarder.text.smstext import validate_template
+from forwarder.text.smstext import SMS_MAX_CHARS, validate_template
 
 __all__ = [
     "Decision",
@@ -66,6 +65,9 @@ __all__ = [
     "RuleSet",
     "compile_ruleset",
 ]
+
+if TYPE_CHECKING:  # ruletests imports this module; the rule compiler never reads tests:
+    from forwarder.rules.ruletests import RuleTest
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,6 @@ QUIET_THEN = (HOLD, DROP)
 GUARD_RULE_PREFIX = "guard:"  # Decision.rule of a mail a built-in guard stopped
 # Words with a meaning of their own in a rule test's ``expect:``; as rule names they'd be ambiguous.
 RESERVED_RULE_NAMES = (FORWARD, SKIP, "default")
-SMS_MAX_CHARS = 500  # the gateway's limit on the SMS text (Email2SMS doc, "Limits")
 MAX_SEGMENTS = 10  # the same bound the global sms.max_segments has
 ENCODINGS = ("auto", "gsm7", "ucs2")
 TRANSLITERATIONS = ("uk", "ru", "off")
@@ -179,6 +180,7 @@ _TEXT_FIELDS: dict[str, _Field] = {
     ),
     "body": _Field("body", "body", lambda f: (f.mail.body,), always_present=True),
     "folder": _Field("folder", "folder", lambda f: (f.mail.folder,), always_present=True),
+    "account": _Field("account", "account", lambda f: (f.mail.account,), always_present=True),
     "auto_submitted": _Field(
         "auto_submitted",
         "auto_submitted",
@@ -628,6 +630,10 @@ class RuleSet:
         only that of the mail the rules forward (guards read headers only)."""
         return self.reads.body
 
+    def with_tests(self, tests: tuple[RuleTest, ...]) -> RuleSet:
+        """The same rules with the config's ``tests:`` attached (``config.load`` reads them)."""
+        return RuleSet(self.rules, self.default, self.guards, self.timezone, tests)
+
     def decide(self, mail: Mail, now: datetime, *, explain: bool = False) -> Decision:
         """The first guard or rule that matches decides; ``default`` decides the rest.
 
@@ -960,7 +966,10 @@ class _ConditionCompiler:
 
 
 def compile_ruleset(top: Section, context: GuardContext) -> RuleSet:
-    """Read ``rules``, ``default``, ``guards``, ``timezone`` and ``tests`` from the top section.
+    """Read ``rules``, ``default``, ``guards`` and ``timezone`` from the top section.
+
+    The ``tests:`` are read by ``config.load`` (``ruletests.load_rule_tests``) and attached
+    with ``RuleSet.with_tests``: compiling rules never reads example mails.
 
     Every problem goes into ``top.problems``; this never raises on bad input,
     and the RuleSet it returns is usable (if incomplete) even then.
@@ -974,16 +983,14 @@ def compile_ruleset(top: Section, context: GuardContext) -> RuleSet:
     _check_reachable(rules, top)
     if not rules and default == SKIP:
         logger.warning("no rules and default: skip, so no mail will ever be forwarded")
-    tests = load_rule_tests(top, tuple(rule.name for rule in rules), zone)
     logger.debug(
-        "compiled %d rules, default %s, guards on: %s, timezone %s, %d rule tests",
+        "compiled %d rules, default %s, guards on: %s, timezone %s",
         len(rules),
         default,
         ", ".join(guards.enabled) or "none",
         zone or "system local",
-        len(tests),
     )
-    return RuleSet(rules, default, guards, zone, tests)
+    return RuleSet(rules, default, guards, zone)
 
 
 def _timezone(top: Section) -> tzinfo | None:

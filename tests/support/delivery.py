@@ -15,16 +15,19 @@ from types import SimpleNamespace
 from typing import Any
 
 from forwarder import config as config_module
+from forwarder.clock import Clock
 from forwarder.config import Config
 from forwarder.daemon import Daemon
+from forwarder.delivery.states import State
 from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
 from forwarder.pipeline import plan
-from forwarder.store import OutboxRow, Store
-from tests.configs import write_config
-from tests.servers import free_port
-from tests.servers.gateway import GatewaySimulator
-from tests.servers.mails import make_mail
+from forwarder.records import OutboxItem, OutboxRow
+from forwarder.store import Store
+from tests.support.configs import write_config
+from tests.support.servers import free_port
+from tests.support.servers.gateway import GatewaySimulator
+from tests.support.servers.mails import make_mail
 
 T0 = 1_800_000_000.0
 SMTP_USER, SMTP_PASSWORD = "smtp-user", "smtp-SECRET-pass"
@@ -46,13 +49,17 @@ MODES: dict[str, dict[str, Any]] = {
 _uids = itertools.count(100)
 
 
-class FakeClock:
-    """A clock the test moves by hand (the state file's, so every delivery decision's)."""
+class FakeClock(Clock):
+    """A wall clock the test moves by hand: the daemon's, so every delivery decision's.
+
+    Its ``monotonic()`` stays the real one: the IMAP backoff of a test that talks to a real
+    server must wait real seconds.
+    """
 
     def __init__(self, now: float = T0) -> None:
         self.now = now
 
-    def __call__(self) -> float:
+    def time(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
@@ -71,9 +78,13 @@ def smtp_settings(gateway: GatewaySimulator, *, ca_file: Path | None = None) -> 
 
 
 def load_config(
-    tmp_path: Path, simulator: GatewaySimulator, *, imap: Any = None, ca_file: Path | None = None,
+    tmp_path: Path,
+    simulator: GatewaySimulator,
+    *,
+    imap: Any = None,
+    ca_file: Path | None = None,
     **extra: Any,
-) -> Config:  # fmt: skip
+) -> Config:
     """A real config file for ``simulator``; ``imap`` defaults to a port nobody listens on.
 
     ``extra`` are top-level sections merged into the test config (``gateway=``, ``limits=``...).
@@ -95,13 +106,18 @@ def our_log(caplog: Any) -> str:
 
 def make_daemon(config: Config, clock: FakeClock) -> Daemon:
     """A daemon that is never started: tests call its round's steps themselves."""
-    daemon = Daemon(config, store=Store(config.state, clock=clock))
+    daemon = Daemon(config, store=Store(config.state, clock=clock), clock=clock)
     daemon.sender.sleep = lambda _seconds: None  # tenacity's waits within one send
     return daemon
 
 
-def start(daemons: list[Daemon], tmp_path: Path, simulator: GatewaySimulator,
-          clock: FakeClock, **extra: Any) -> Daemon:  # fmt: skip
+def start(
+    daemons: list[Daemon],
+    tmp_path: Path,
+    simulator: GatewaySimulator,
+    clock: FakeClock,
+    **extra: Any,
+) -> Daemon:
     """A daemon on a fresh config; the ``daemons`` fixture closes it after the test."""
     daemon = make_daemon(load_config(tmp_path, simulator, **extra), clock)
     daemons.append(daemon)
@@ -125,11 +141,12 @@ def queue(
     uid_source = iter(uids) if uids is not None else _uids
     for subject in subjects:
         uid = next(uid_source)
-        mail = Mail(make_mail(subject, body, from_=from_), folder=folder, uid=uid,
-                    uidvalidity=uidvalidity)  # fmt: skip
+        mail = Mail(
+            make_mail(subject, body, from_=from_), folder=folder, uid=uid, uidvalidity=uidvalidity
+        )
         result = plan(mail, daemon.config, now, new_message_id=lambda: new_message_id(domain))
-        assert result.outbox, f"the rules did not forward {subject!r}: {result.handled.reason}"
-        handled.append(result.handled)
+        assert result.outbox, f"the rules did not forward {subject!r}: {result.entry.reason}"
+        handled.append(result.entry)
         items.extend(result.outbox)
     daemon.store.record_batch(folder, uidvalidity, handled, items, advance_to=None)
     ids = {item.message_id for item in items}
@@ -137,8 +154,7 @@ def queue(
 
 
 def all_rows(daemon: Daemon) -> list[OutboxRow]:
-    states = ("pending", "sending", "in_doubt", "sent", "failed", "cancelled", "held", "duplicate")
-    return daemon.store.outbox_in(*states)
+    return daemon.store.outbox_in(*State)
 
 
 def row(daemon: Daemon, row_id: int) -> OutboxRow:
@@ -171,4 +187,24 @@ def state_file_bytes(config: Config) -> bytes:
         p.read_bytes()
         for p in (config.state, Path(f"{config.state}-wal"), Path(f"{config.state}-journal"))
         if p.exists()
+    )
+
+
+def outbox_item(uid: int, *, key: str | None = None, not_before: float = T0, **extra) -> OutboxItem:
+    """A queued SMS request for ``uid``, as the pipeline would make one."""
+    return OutboxItem(
+        uid=uid,
+        source_message_id=f"<m{uid}@x>",
+        rule="r",
+        recipient="380501234567",
+        to_addr="380501234567@mail.alphasms.com.ua",
+        sender="Alpha",
+        subject_masked="Alpha",
+        text=f"sms {uid}",
+        message_id=f"<fwd.{uid}@f>",
+        not_before=not_before,
+        dedup_key=key,
+        mail_from="Alice",
+        mail_subject=f"subject {uid}",
+        **extra,
     )

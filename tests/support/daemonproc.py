@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 
 def read_checkpoint(state: Path, folder: str = "INBOX") -> int | None:
@@ -25,6 +25,14 @@ def read_checkpoint(state: Path, folder: str = "INBOX") -> int | None:
     except sqlite3.OperationalError:
         return None
     return row[0] if row else None
+
+
+def read_ledger(state: Path) -> list[tuple[str, int, str, str]]:
+    """Every mail a daemon's state file has decided: (folder, uid, action, reason)."""
+    with sqlite3.connect(state, timeout=5) as db:
+        return db.execute(
+            "SELECT folder, uid, action, reason FROM handled ORDER BY folder, uid"
+        ).fetchall()
 
 
 class DaemonProcess:
