@@ -113,7 +113,7 @@ def bench_latency(work: Path, server: DovecotServer, gateway: GatewaySimulator, 
     with DaemonProcess(config, env=DAEMON_ENV) as daemon:
         for folder in folders:
             daemon.wait_for_checkpoint(folder)
-            daemon.wait_for_log(f"IDLE on {folder}: connected")
+            daemon.wait_for_meta(f"idle:{folder}", "connected")
         base = len(gateway.received)
         latencies: dict[str, list[float]] = {folder: [] for folder in folders}
         for n in range(1, mails + 1):
@@ -178,7 +178,7 @@ def bench_bursts(work: Path, server: DovecotServer, gateway: GatewaySimulator, b
     uid = 0
     with DaemonProcess(config, env=DAEMON_ENV) as daemon:
         daemon.wait_for_checkpoint("Burst")
-        daemon.wait_for_log("IDLE on Burst: connected")
+        daemon.wait_for_meta("idle:Burst", "connected")
         assert daemon.proc is not None
         for b in range(1, bursts + 1):
             raws, subjects = [], []

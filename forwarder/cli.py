@@ -22,6 +22,7 @@ from forwarder.configfile import LOG_FORMATS
 
 if TYPE_CHECKING:
     from forwarder.config import Config
+    from forwarder.oauth.profiles import OAuth2Settings
     from forwarder.store import Store
 
 EX_OK = 0
@@ -103,6 +104,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     unblock.add_argument("number", help="the phone number (or list:ID), as shown by status")
 
+    login = command(
+        "login",
+        "Sign in to the mail provider (OAuth2) once; the tokens are saved beside the state file.",
+        _login,
+    )
+    login.add_argument(
+        "--account", default="default", metavar="NAME",
+        help="which sign-in: the account's name ('default' for imap:; smtp shares an "
+        "account's unless smtp.oauth2 is given) or 'smtp' (smtp.oauth2)",
+    )  # fmt: skip
+
     status = command("status", "What was forwarded lately, and the state of every SMS.", _status)
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
     status.add_argument("--limit", type=int, default=10, help="how many recent SMS to list")
@@ -164,11 +176,95 @@ def _check(args: argparse.Namespace) -> int:
         return config
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if len(config.accounts) == 1:
+        where = f"folders {', '.join(config.imap.folders)}"
+    else:
+        where = "accounts " + ", ".join(
+            f"{a.name} ({', '.join(a.folders)})" for a in config.accounts
+        )
     print(
         f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
-        f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
+        f"{where}, SMS via {config.gateway.mode.value} mode"
     )
+    for account in config.accounts:
+        polled = [f for f in account.folders if f not in account.idle_folders]
+        if account.idle and polled:
+            name = "" if len(config.accounts) == 1 else f"{account.name}: "
+            print(
+                f"  {name}imap.max_connections {account.max_connections} allows IDLE on "
+                f"{len(account.idle_folders)} folder(s); polled every "
+                f"{account.poll_interval:g} s instead: {', '.join(polled)}"
+            )
+    for entry in oauth2_status(config):
+        if entry["signed_in"] is False:  # a note, not an error: check never needs the tokens
+            print(f"note: OAuth2 account {entry['account']} ({entry['username']}) is not "
+                  f"signed in yet: run {entry['login_command']}")  # fmt: skip
     return EX_OK
+
+
+def oauth2_accounts(config: Config) -> dict[str, OAuth2Settings]:
+    """Every OAuth2 sign-in the config uses, by account name."""
+    found: dict[str, OAuth2Settings] = {}
+    for settings in (*(a.oauth2 for a in config.accounts), config.smtp.oauth2):
+        if settings is not None:
+            found.setdefault(settings.account, settings)
+    return found
+
+
+def _login(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    from forwarder.oauth.login import LoginFailed, login
+
+    accounts = oauth2_accounts(config)
+    settings = accounts.get(args.account)
+    if settings is None:
+        known = ", ".join(accounts) or "none: set imap.auth: oauth2 (or smtp.auth: oauth2)"
+        print(f"forwarder login: {args.config} has no OAuth2 account {args.account!r} "
+              f"(accounts: {known})", file=sys.stderr)  # fmt: skip
+        return EX_USAGE
+    if settings.token_command:
+        print(f"forwarder login: account {args.account} takes its tokens from token_command; "
+              "sign in with that tool instead", file=sys.stderr)  # fmt: skip
+        return EX_USAGE
+    try:
+        login(settings, out=lambda line: print(line, flush=True))
+    except LoginFailed as exc:
+        print(f"forwarder login: {exc}", file=sys.stderr)
+        return EX_FAIL
+    except KeyboardInterrupt:
+        print("forwarder login: interrupted; nothing was saved", file=sys.stderr)
+        return EX_FAIL
+    return EX_OK
+
+
+def oauth2_status(config: Config) -> list[dict]:
+    """Per OAuth2 account: signed in or not, and when its access token expires (no tokens)."""
+    from forwarder.oauth import tokenfile
+
+    out = []
+    for name, settings in oauth2_accounts(config).items():
+        entry: dict = {
+            "account": name,
+            "username": settings.username,
+            "provider": settings.provider or "token_command",
+            "token_file": str(settings.token_file),
+        }
+        if settings.token_command:
+            entry["signed_in"] = None  # the command's business
+        else:
+            try:
+                data = tokenfile.load(settings.token_file)
+            except tokenfile.TokenFileError as exc:
+                data, entry["error"] = None, str(exc)
+            entry["signed_in"] = bool(data and data.get("refresh_token"))
+            entry["access_token_expires_at"] = data.get("expires_at") if data else None
+            entry["saved_at"] = data.get("saved_at") if data else None
+            entry["signed_in_at"] = data.get("signed_in_at") if data else None
+            entry["login_command"] = settings.login_command
+        out.append(entry)
+    return out
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -375,6 +471,7 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
 
     return {
         "state_file": str(config.state),
+        "oauth2": oauth2_status(config),
         "started_at": meta_time("started_at"),
         "running": _daemon_alive(store),
         "stopped_at": meta_time("stopped_at"),
@@ -479,6 +576,15 @@ def _status(args: argparse.Namespace) -> int:
     print(f"last poll:  {_ago(data['last_poll'])}")
     if data["last_poll_error"]:
         print(f"IMAP error: {data['last_poll_error']}")
+    for entry in data["oauth2"]:
+        who = f"{entry['account']} ({entry['provider']}, {entry['username']})"
+        if entry["signed_in"] is None:
+            print(f"oauth2:     {who}: tokens from token_command")
+        elif entry["signed_in"]:
+            print(f"oauth2:     {who}: signed in {_ago(entry['signed_in_at'])}; tokens saved "
+                  f"{_ago(entry['saved_at'])}")  # fmt: skip
+        else:
+            print(f"oauth2:     {who}: NOT signed in: run {entry['login_command']}")
     for folder, cp in data["folders"].items():
         print(
             f"folder:     {folder}  UIDVALIDITY {cp['uidvalidity']}, "

@@ -24,6 +24,8 @@ from forwarder.configfile.yamlsource import ConfigError, Problem, load_file
 from forwarder.delivery.policy import LimitsConfig
 from forwarder.gateway import account as gateway
 from forwarder.gateway.account import Account, Auth, Mode
+from forwarder.oauth import profiles
+from forwarder.oauth.profiles import OAuth2Settings
 from forwarder.rules.guards import DEFAULT_REPLY_FROM
 from forwarder.rules.ruleset import GuardContext, RuleSet, compile_ruleset
 from forwarder.rules.ruletests import load_rule_tests
@@ -33,6 +35,7 @@ DEFAULT_STATE = "/var/lib/forwarder/state.db"
 SECURITY = ("tls", "starttls", "plain")
 IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
+AUTH_METHODS = ("password", "oauth2")
 METRICS_PORT = 9187
 
 __all__ = ["Config", "ConfigError", "load"]
@@ -88,6 +91,8 @@ class ImapConfig:
     keyword: str | None = None  # e.g. "$Forwarded": flag handled mail, when PERMANENTFLAGS allow
     name: str = "default"  # the account's name: state rows, status and rules' account: match
     max_connections: int | None = None  # None: 1 + one IDLE connection per folder
+    auth: str = "password"  # password | oauth2
+    oauth2: OAuth2Settings | None = None  # with auth: oauth2 (then password is empty)
 
     @property
     def idle_folders(self) -> tuple[str, ...]:
@@ -110,6 +115,8 @@ class SmtpConfig:
     timeout: float = 30.0
     ca_file: str | None = None
     allow_plaintext_secrets: bool = False  # loopback only; for tests and local relays
+    auth: str = "password"  # password (when username is set) | oauth2
+    oauth2: OAuth2Settings | None = None  # with auth: oauth2: imap's, or smtp.oauth2's own
 
 
 @dataclass(frozen=True)
@@ -200,13 +207,15 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     top = Section(document, "", problems, file=str(path), line=1)
 
-    accounts = _accounts(top)
-    smtp = _smtp(top.section("smtp"))
+    state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
+    smtp_section = top.section("smtp")
+    oauth = _OAuthPlace(state=state, config_file=str(path), smtp_user=_smtp_shares(smtp_section))
+    accounts = _accounts(top, oauth)
+    smtp = _smtp(smtp_section, accounts, oauth)
     account, reply_from, pause, probe_wait = _gateway(top.section("gateway"), smtp)
     delivery = _delivery(top.section("delivery"))
     limits = _limits(top.section("limits"))
     sms = _sms(top.section("sms"), account.max_length)
-    state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
     log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format = top.str("log_format", _defaults(Config)["log_format"], choices=LOG_FORMATS)
     metrics = _metrics(top.section("metrics"))
@@ -285,10 +294,10 @@ def _security(section: Section, host: str | None) -> str:
 ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
-def _accounts(top: Section) -> tuple[ImapConfig, ...]:
+def _accounts(top: Section, oauth: _OAuthPlace) -> tuple[ImapConfig, ...]:
     """``imap:`` (one account, named ``default``) or ``accounts:`` (several, each named)."""
     if not top.has("accounts"):
-        return (_imap(top.section("imap"), "default"),)
+        return (_imap(top.section("imap"), "default", oauth, first=True),)
     if top.has("imap"):
         top.error("imap", "use imap: for one account or accounts: for several, not both")
     accounts: list[ImapConfig] = []
@@ -302,10 +311,10 @@ def _accounts(top: Section) -> tuple[ImapConfig, ...]:
                 f"{first_line[name]} and line {section.line('name')}",
             )
         first_line.setdefault(name, section.line("name"))
-        accounts.append(_imap(section, name))
+        accounts.append(_imap(section, name, oauth, first=not accounts))
     if not accounts:
         top.error("accounts", "accounts must list at least one account")
-        accounts.append(_imap(top.section("imap"), "default"))
+        accounts.append(_imap(top.section("imap"), "default", oauth, first=True))
     return tuple(accounts)
 
 
@@ -315,19 +324,36 @@ def _check_account_name(value: str) -> str | None:
     return None
 
 
-def _imap(s: Section, name: str) -> ImapConfig:
+def _imap(s: Section, name: str, oauth: _OAuthPlace, *, first: bool) -> ImapConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
     d = _defaults(ImapConfig)
     folders = s.str_list("folders", list(d["folders"]), what="folder names")
     if not folders:
         s.error("folders", "imap.folders must name at least one folder")
+    username = s.str("username") or ""
+    auth = s.str("auth", "password", choices=AUTH_METHODS)
+    oauth2 = None
+    if auth == "oauth2":
+        for key in ("password", "password_file"):
+            if s.has(key):
+                s.error(key, f"{s.name(key)} is not used with {s.name('auth')}: oauth2")
+                s.raw(key)
+        # The token set is the account's: "default" for imap:, its name under accounts:.
+        sends = oauth.shares_with(username, first=first)
+        oauth2 = _oauth2(s, oauth, account=name, username=username, imap=True, smtp=sends)
+        password = Secret("")
+    else:
+        if s.has("oauth2"):
+            s.error("oauth2", f"{s.name('oauth2')} is only used with {s.name('auth')}: oauth2")
+            s.raw("oauth2")
+        password = s.secret("password", required=True) or Secret("")
     config = ImapConfig(
         host=host or "",
         port=s.int("port", IMAP_PORTS[security], minimum=1, maximum=65535),
         security=security,
-        username=s.str("username") or "",
-        password=s.secret("password", required=True) or Secret(""),
+        username=username,
+        password=password,
         folders=tuple(folders or d["folders"]),
         poll_interval=s.duration("poll_interval", d["poll_interval"], minimum=1),
         idle=s.bool("idle", d["idle"]),
@@ -338,6 +364,8 @@ def _imap(s: Section, name: str) -> ImapConfig:
         keyword=s.str("keyword", None, check=_check_keyword),
         name=name,
         max_connections=s.int("max_connections", None, minimum=1, maximum=100),
+        auth=auth,
+        oauth2=oauth2,
     )
     if config.idle_renew >= 29 * 60:
         s.error("idle_renew", "imap.idle_renew must be below 29 minutes (RFC 2177 §3)")
@@ -358,13 +386,63 @@ def _ca_file(s: Section) -> str | None:
     return ca_file
 
 
-def _smtp(s: Section) -> SmtpConfig:
+def _smtp(s: Section, accounts: tuple[ImapConfig, ...], oauth: _OAuthPlace) -> SmtpConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
     username = s.str("username", None)
-    password = s.secret("password", required=username is not None)
-    if password is not None and username is None:
-        s.error("password", "smtp.password is set but smtp.username is not")
+    auth = s.str("auth", "password", choices=AUTH_METHODS)
+    oauth2 = None
+    password = None
+    if auth == "oauth2":
+        for key in ("password", "password_file"):
+            if s.has(key):
+                s.error(key, f"smtp.{key} is not used with smtp.auth: oauth2")
+                s.raw(key)
+        if s.has("oauth2"):
+            if any(a.name == profiles.SMTP_ACCOUNT for a in accounts):
+                s.error(
+                    "oauth2",
+                    f"smtp.oauth2 keeps its tokens as account {profiles.SMTP_ACCOUNT!r}: "
+                    "rename the IMAP account of that name",
+                )
+            oauth2 = _oauth2(
+                s, oauth, account=profiles.SMTP_ACCOUNT, username=username or "", imap=False,
+                smtp=True,
+            )  # fmt: skip
+            if username is None:
+                s.error(None, "smtp.username is required with smtp.auth: oauth2 (the login)")
+        else:
+            # Share an account's sign-in: the one with smtp.username as its username (or,
+            # without smtp.username, the first account); its scopes then include sending.
+            shared = next(
+                (a for i, a in enumerate(accounts) if oauth.shares_with(a.username, first=i == 0)),
+                None,
+            )
+            only = accounts[0] if len(accounts) == 1 else None
+            if shared is None and only is not None and only.auth == "oauth2":
+                s.error(
+                    "username",
+                    f"smtp.username ({username}) must be imap.username ({only.username}) to "
+                    "use imap's OAuth2 sign-in; leave it out, or give smtp.oauth2 its own",
+                )
+            elif shared is None or shared.auth != "oauth2":
+                whose = (
+                    "imap.auth: oauth2"
+                    if only is not None
+                    else "an account with auth: oauth2 and smtp.username as its username"
+                )
+                s.error("auth", f"smtp.auth: oauth2 needs smtp.oauth2, or {whose} to share its "
+                        "sign-in")  # fmt: skip
+            else:
+                oauth2 = shared.oauth2  # one sign-in for both: the scopes include sending
+                username = shared.username
+    else:
+        if s.has("oauth2"):
+            s.error("oauth2", "smtp.oauth2 is only used with smtp.auth: oauth2")
+            s.raw("oauth2")
+        password = s.secret("password", required=username is not None)
+        if password is not None and username is None:
+            s.error("password", "smtp.password is set but smtp.username is not")
     d = _defaults(SmtpConfig)
     from_addr = s.str("from", what="an e-mail address") or ""
     if from_addr and not _BARE_ADDRESS.match(from_addr):
@@ -384,9 +462,174 @@ def _smtp(s: Section) -> SmtpConfig:
         timeout=s.duration("timeout", d["timeout"], minimum=1),
         ca_file=_ca_file(s),
         allow_plaintext_secrets=s.bool("allow_plaintext_secrets", d["allow_plaintext_secrets"]),
+        auth=auth,
+        oauth2=oauth2,
     )
     s.finish()
     return config
+
+
+@dataclass
+class _OAuthPlace:
+    """What the oauth2 sections need from the rest of the file."""
+
+    state: Path
+    config_file: str
+    #: With smtp.auth: oauth2 and no smtp.oauth2: smtp.username ("" if not given); else None.
+    smtp_user: str | None = None
+
+    def shares_with(self, username: str, *, first: bool) -> bool:
+        """Does SMTP send with this account's sign-in?"""
+        if self.smtp_user is None:
+            return False
+        return self.smtp_user == username if self.smtp_user else first
+
+
+def _smtp_shares(smtp: Section) -> str | None:
+    node = smtp.node
+    if node.get("auth") != "oauth2" or "oauth2" in node:
+        return None
+    user = node.get("username")
+    return str(user) if isinstance(user, str) else ""
+
+
+def _check_url(value: str) -> str | None:
+    """https, or http to a loopback host only (a local test server, a local proxy)."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return None
+    return f"{value!r} must be an https:// URL (plain http only to a loopback host)"
+
+
+def _check_account_name(value: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+        return "must be letters, digits, '.', '_' or '-'"
+    return None
+
+
+def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str, imap: bool,
+            smtp: bool) -> OAuth2Settings | None:  # fmt: skip
+    """``<imap|smtp>.oauth2``: a provider profile, or a token_command."""
+    if not parent.has("oauth2"):
+        parent.error("auth", f"{parent.name('auth')}: oauth2 needs an {parent.name('oauth2')}: "
+                     "section (provider: microsoft, google or custom)")  # fmt: skip
+        parent.raw("oauth2")
+        return None
+    s = parent.section("oauth2")
+    where = s.path
+    token_file = profiles.token_file(place.state, account)
+    base = {
+        "account": account,
+        "username": username,
+        "token_file": token_file,
+        "config_file": place.config_file,
+        "timeout": s.duration("timeout", 30, minimum=1),
+    }
+    mechanism = s.str("mechanism", "xoauth2", choices=profiles.MECHANISMS)
+    if not imap and mechanism != "xoauth2":
+        s.error("mechanism", f"{where}.mechanism: SMTP uses xoauth2 only")
+    command = _token_command(s)
+    if s.has("token_command"):
+        for key in ("provider", "client_id", "client_secret", "client_secret_file", "tenant",
+                    "scopes", "token_url", "device_authorization_url", "authorization_url",
+                    "flow", "redirect_port"):  # fmt: skip
+            if s.has(key):
+                s.error(key, f"{where}.{key} is not used with {where}.token_command")
+                s.raw(key)
+        s.finish()
+        if command is None:
+            return None
+        return OAuth2Settings(**base, mechanism=mechanism, token_command=command)
+    provider = s.str("provider", what="microsoft, google or custom", choices=profiles.PROVIDERS)
+    client_id = s.str("client_id", what="the client (application) id of your app registration")
+    client_secret = s.secret("client_secret", required=provider == "google",
+                             what="the client secret")  # fmt: skip
+    urls: dict[str, str | None] = {"token_url": None, "device_authorization_url": None,
+                                   "authorization_url": None}  # fmt: skip
+    tenant = None
+    if provider == "microsoft":
+        tenant = s.str("tenant", profiles.microsoft_tenant(username), what="a tenant",
+                       check=_check_tenant)  # fmt: skip
+        urls.update(profiles.microsoft_urls(tenant or "common"))
+    else:
+        if s.has("tenant"):
+            s.error("tenant", f"{where}.tenant is only used with provider: microsoft")
+            s.raw("tenant")
+        if provider == "google":
+            urls.update(token_url=profiles.GOOGLE_TOKEN_URL,
+                        authorization_url=profiles.GOOGLE_AUTHORIZATION_URL)  # fmt: skip
+    for key in urls:  # every endpoint can be pointed elsewhere (a test server, a proxy)
+        given = s.str(key, None, what="a URL", check=_check_url)
+        if given is not None:
+            urls[key] = given
+    if provider == "custom" and not s.has("token_url"):
+        s.error(None, f"{where}.token_url is required with provider: custom")
+    no_flow_url = not (urls["device_authorization_url"] or urls["authorization_url"])
+    if provider == "custom" and no_flow_url:
+        s.error(None, f"{where}: provider custom needs device_authorization_url (device flow) "
+                "or authorization_url (loopback flow)")  # fmt: skip
+    scopes = s.str_list("scopes", None, what="scopes")
+    if scopes is None:
+        scopes = list(profiles.default_scopes(provider or "custom", imap=imap, smtp=smtp))
+        if provider == "custom":
+            s.error(None, f"{where}.scopes is required with provider: custom")
+    elif not scopes:
+        s.error("scopes", f"{where}.scopes must name at least one scope")
+    flow = s.str("flow", profiles.default_flow(provider or "custom",
+                                               device_url=urls["device_authorization_url"]),
+                 choices=profiles.FLOWS)  # fmt: skip
+    if provider and not no_flow_url and (problem := profiles.flow_problem(
+        provider, flow, device_url=urls["device_authorization_url"],
+        authorization_url=urls["authorization_url"],
+    )):  # fmt: skip
+        s.error("flow" if s.has("flow") else None, f"{where}: {problem}")
+    if provider and imap and (problem := profiles.mechanism_problem(provider, mechanism)):
+        s.error("mechanism", f"{where}: {problem}")
+    redirect_port = s.int("redirect_port", 0, minimum=0, maximum=65535)
+    s.finish()
+    if provider is None or client_id is None:
+        return None
+    return OAuth2Settings(
+        **base,
+        provider=provider,
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=tuple(scopes),
+        token_url=urls["token_url"] or "",
+        device_authorization_url=urls["device_authorization_url"],
+        authorization_url=urls["authorization_url"],
+        flow=flow,
+        redirect_host=profiles.redirect_host(provider),
+        redirect_port=redirect_port,
+        authorize_params=profiles.authorize_params(provider),
+        refresh_with_scope=provider != "google",
+        mechanism=mechanism,
+    )
+
+
+def _check_tenant(value: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", value):
+        return "must be common, consumers, organizations, a tenant id or a domain"
+    return None
+
+
+def _token_command(s: Section) -> tuple[str, ...] | None:
+    """A shell command line (run with /bin/sh -c), or a list: the program and its arguments."""
+    if not s.has("token_command"):
+        return None
+    value = s.raw("token_command")
+    if isinstance(value, str):
+        if not value.strip():
+            s.error("token_command", f"{s.name('token_command')} is empty")
+            return None
+        return ("/bin/sh", "-c", value)
+    items = s.str_list("token_command", what="the program and its arguments")
+    if not items:
+        s.error("token_command", f"{s.name('token_command')} is empty")
+        return None
+    return tuple(items)
 
 
 def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], float, float]:

@@ -85,6 +85,10 @@ class _AccountObserver(Observer):
     def forget_idle(self) -> None:
         self.ops.forget_idle(self.account)
 
+    def idle_connected(self, folder: str, up: bool) -> None:
+        label = folder if self.account == DEFAULT_ACCOUNT else f"{self.account}:{folder}"
+        self.ops.metrics.set_up(label, up)
+
     def batch_decided(self, counts: Counter[str]) -> None:
         for action, count in counts.items():
             self.ops.metrics.mail_decided(action, count)

@@ -37,7 +37,7 @@ from forwarder.imap.connection import (
     MailboxError,
     PermanentError,
 )
-from forwarder.imap.idle import CONNECTED, IdleWatchers
+from forwarder.imap.idle import CONNECTED, DISCONNECTED, UNSUPPORTED, IdleWatchers
 from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.records import LedgerEntry, OutboxItem, OutboxRow
@@ -69,6 +69,9 @@ class Observer:
 
     def forget_idle(self) -> None:
         """The IDLE threads are being stopped on purpose."""
+
+    def idle_connected(self, folder: str, up: bool) -> None:
+        """A folder's IDLE connection came up, or went down."""
 
     def batch_decided(self, counts: Counter[str]) -> None:
         """A batch was committed: how many mails got each ledger action."""
@@ -182,7 +185,14 @@ class Intake:
         return all(w.alive for watchers in self._watchers for w in watchers.watchers)
 
     def _idle_event(self, folder: str, event: str) -> None:
-        """From an IDLE thread: new mail, or a (re)connection that proves the server is up."""
+        """From an IDLE thread: new mail, a (re)connection that proves the server is up, or
+        a lost connection. Whether each folder's IDLE is connected is kept in the state
+        file (``idle:<folder>``), for ``status`` and for tests to wait on."""
+        if event in (CONNECTED, DISCONNECTED, UNSUPPORTED):
+            self.store.set_meta(f"idle:{folder}", event)
+            self.observer.idle_connected(folder, event == CONNECTED)
+        if event in (DISCONNECTED, UNSUPPORTED):
+            return
         if event == CONNECTED:
             self.backoff.retry_now()
         logger.debug("IDLE on %s: %s", folder, event)

@@ -10,10 +10,12 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from tests.support.idp import IdentityProvider
 from tests.support.servers.dovecot import (
     INSTALL_HINT,
     DovecotServer,
@@ -24,6 +26,7 @@ from tests.support.servers.gateway import GatewaySimulator
 
 SERVER_FIXTURES = frozenset(
     {"dovecot_server", "imap_user", "dovecot_factory", "gateway", "gateway_factory"}
+    | {"oauth_imap", "oauth_user"}
 )
 _user_numbers = itertools.count(1)
 
@@ -103,6 +106,51 @@ def dovecot_factory() -> Iterator[Callable[..., DovecotServer]]:
     yield make
     for server in reversed(servers):
         server.close()
+
+
+@pytest.fixture(scope="session")
+def oauth_imap() -> Iterator[tuple[IdentityProvider, DovecotServer]]:
+    """An identity-provider simulator and a Dovecot (TLS off) whose XOAUTH2/OAUTHBEARER
+    logins it checks (the ``oauth2`` passdb, RFC 7662 introspection); shared like
+    ``dovecot_server``: use ``oauth_user`` for a fresh mailbox and act on its user only."""
+    _require_dovecot()
+    with (
+        IdentityProvider() as idp,
+        DovecotServer(tls=False, oauth2_introspection_url=idp.introspection_url) as server,
+    ):
+        yield idp, server
+
+
+@dataclass(frozen=True)
+class OAuthAccount(ImapAccount):
+    idp: IdentityProvider = field(default=None, repr=False)  # type: ignore[assignment]
+
+
+@pytest.fixture
+def oauth_user(oauth_imap: tuple[IdentityProvider, DovecotServer]) -> OAuthAccount:
+    """A fresh mailbox on the OAuth2 Dovecot; ``idp`` issues and checks its tokens."""
+    idp, server = oauth_imap
+    user = f"oauth{next(_user_numbers)}-{uuid.uuid4().hex[:8]}"
+    return OAuthAccount(
+        host=server.host, port=server.port, tls_port=None, user=user, password=server.password,
+        ca_file=server.ca_file, server=server, idp=idp,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def idp() -> Iterator[IdentityProvider]:
+    """A private identity-provider simulator (no Dovecot) the test may configure at will."""
+    with IdentityProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_sources() -> Iterator[None]:
+    """Each test starts without the token sources an earlier one left in this process."""
+    yield
+    from forwarder.oauth.tokens import forget_sources
+
+    forget_sources()
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ def test_idle_delivers_in_several_folders(tmp_path: Path, imap_user, gateway):
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint("INBOX")
         daemon.wait_for_checkpoint("Alerts")
-        daemon.wait_for_log("IDLE on Alerts: connected", timeout=10)
+        daemon.wait_for_meta("idle:Alerts", "connected")
         server.append(user, "Alerts", urgent("in Alerts"))
         gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         server.append(user, "INBOX", urgent("in INBOX"))
@@ -158,8 +158,9 @@ def test_a_recreated_folder_is_rebaselined_while_running(tmp_path: Path, imap_us
         daemon.wait_for_checkpoint("Alerts")
         # (What was in the folder when it was recreated is tested in test_watcher.py: here
         # a round may run between DELETE and APPEND, and the mail would be new to it.)
+        old = daemon.uidvalidity("Alerts")
         server.recreate_folder(user, "Alerts")
-        daemon.wait_for_log("UIDVALIDITY changed")
+        wait_until(lambda: daemon.uidvalidity("Alerts") != old, 15, "a new baseline")
         server.append(user, "Alerts", urgent("new"))
         gateway.wait_for(1)
         assert daemon.stop() == 0
@@ -191,10 +192,10 @@ def test_mail_delivered_while_dovecot_is_down_is_forwarded_once_after(
     )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         server.stop()
         save_while_stopped(server, account.user, urgent("while down"))
-        daemon.wait_for_log("reconnecting in")
+        daemon.wait_for_meta("idle:INBOX", "disconnected")
         server.start()
         # No poll for 300 s: the IDLE reconnect is what finds it.
         gateway.wait_for(1, timeout=15)
@@ -217,7 +218,7 @@ def test_a_frozen_server_is_survived_through_thaw_and_restart(
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
         server.freeze()
-        daemon.wait_for_log("timed out", timeout=10)  # the round found out, and returned
+        daemon.wait_for_meta("last_poll_error")  # the round found out, and returned
         server.thaw()
         server.append(account.user, "INBOX", urgent("after thaw"))
         gateway.wait_for(1, timeout=15)
@@ -238,7 +239,7 @@ def test_a_wrong_password_is_reported_once_and_retried_slowly(
     log = imap_user.server.log_file
     failures_before = log.read_text().count(f"user=<{imap_user.user}>")
     with DaemonProcess(config) as daemon:
-        daemon.wait_for_log("refused the login")
+        daemon.wait_for_meta("last_poll_error")
         time.sleep(3)  # not synchronisation: three poll intervals that must stay quiet
         output = daemon.output()
         assert output.count("refused the login") == 1, output
@@ -251,7 +252,7 @@ def test_a_wrong_password_is_reported_once_and_retried_slowly(
         write_config(config, imap_user, gateway, imap={"poll_interval": NO_POLL})
         daemon.signal(signal.SIGHUP)
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         imap_user.server.append(imap_user.user, "INBOX", urgent("after the fix"))
         gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
@@ -266,7 +267,7 @@ def test_tls_with_the_test_ca_delivers_and_a_wrong_ca_is_refused(
     )
     with DaemonProcess(good) as daemon:
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         imap_user.server.append(imap_user.user, "INBOX", urgent("over TLS"))
         gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
@@ -277,7 +278,7 @@ def test_tls_with_the_test_ca_delivers_and_a_wrong_ca_is_refused(
         wrong, imap_user, gateway, imap={**tls, "ca_file": str(imap_user.server.wrong_ca_file)}
     )
     with DaemonProcess(wrong) as daemon:
-        daemon.wait_for_log("certificate was refused")
+        daemon.wait_for_meta("last_poll_error")
         imap_user.server.append(imap_user.user, "INBOX", urgent("must not go"))
         assert daemon.stop() == 0
     assert re.search(r"ERROR .*certificate was refused .*check imap.host and imap.ca_file",
@@ -295,7 +296,7 @@ def test_a_server_without_idle_is_polled(tmp_path: Path, dovecot_factory, imap_u
                           imap={"poll_interval": 1, "folders": ["INBOX", "Other"]})  # fmt: skip
     server.create_folder(account.user, "Other")
     with DaemonProcess(config) as daemon:
-        daemon.wait_for_log("does not offer IDLE")
+        daemon.wait_for_meta("idle:INBOX", "unsupported")
         daemon.wait_for_checkpoint("Other")
         server.append(account.user, "Other", urgent("polled"))
         gateway.wait_for(1)

@@ -294,7 +294,7 @@ def test_the_daemon_forwards_a_25_mb_mail_for_a_few_kilobytes(
                           imap={"poll_interval": 300})  # fmt: skip
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         imap_user.server.append(imap_user.user, "INBOX", big_mail())
         (sms,) = gateway.wait_for(1)
         assert daemon.stop() == 0

@@ -117,3 +117,14 @@ def test_times_are_local_by_default() -> None:
     )  # fmt: skip
     local = datetime.fromtimestamp(now - 3600).astimezone()
     assert alert is not None and f"since {local:%H:%M}" in alert.text
+
+
+def test_a_lost_oauth2_sign_in_says_which_login_to_run() -> None:
+    from forwarder.ops.alerts import ImapOutage, Trouble, observe
+
+    outage, _ = observe(ImapOutage(), ok=False, now=1000.0, host="outlook.office365.com",
+                        trouble=Trouble.LOGIN, after=60, account="work")  # fmt: skip
+    _, alert = observe(outage, ok=False, now=1100.0, host="outlook.office365.com",
+                       trouble=Trouble.LOGIN, after=60, account="work")  # fmt: skip
+    assert alert is not None
+    assert "run forwarder login --account work" in alert.text

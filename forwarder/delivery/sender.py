@@ -50,6 +50,7 @@ from forwarder.config import SmtpConfig
 from forwarder.delivery.states import State
 from forwarder.gateway.account import MASK, Account, Request
 from forwarder.gateway.request import compose
+from forwarder.oauth import sasl, tokens
 from forwarder.records import OutboxRow
 from forwarder.store import Store
 from forwarder.tls import client_context
@@ -228,7 +229,9 @@ class Sender:
             if c.security == "starttls":
                 smtp.starttls(context=context)
                 smtp.ehlo()
-            if c.username is not None and c.password is not None:
+            if c.oauth2 is not None:
+                self._oauth2_login(smtp)
+            elif c.username is not None and c.password is not None:
                 smtp.login(c.username, c.password.reveal())
         except BaseException:
             _quietly_quit(smtp)
@@ -244,6 +247,44 @@ class Sender:
         if self._context is None or self._context[0] != key:
             self._context = (key, client_context(key))
         return self._context[1]
+
+    def _oauth2_login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 with the account's token; a refused saved token gets one fresh retry.
+
+        535 for a token that was just refreshed means the token is fine but not for this
+        server or user (SMTP AUTH disabled for the mailbox, another account signed in): the
+        sender halts, like for a refused password, and says what to check.
+        """
+        c = self.config
+        settings = c.oauth2
+        assert settings is not None
+        user = c.username or settings.username
+        source = tokens.source_for(settings)
+        while True:
+            try:
+                token = source.access_token()
+            except tokens.TokenRefused as exc:  # LoginRequired among them: a person must act
+                raise DeliveryError(str(exc), transient=False, halts=True) from None
+            except tokens.TokenError as exc:
+                raise DeliveryError(str(exc), transient=True) from None
+            try:
+                smtp.auth("XOAUTH2", sasl.smtp_authobject(user, token.value.reveal()))
+                return
+            except smtplib.SMTPAuthenticationError as exc:
+                if 400 <= exc.smtp_code < 500:
+                    raise  # temporary (RFC 4954 §6: 454): classify() retries it
+                source.invalidate(token)
+                said = exc.smtp_error.decode("utf-8", "replace") if isinstance(
+                    exc.smtp_error, bytes) else str(exc.smtp_error)  # fmt: skip
+                if token.fresh:
+                    raise DeliveryError(
+                        f"SMTP login refused the OAuth2 token for {user!r} ({exc.smtp_code} "
+                        f"{said}): is SMTP AUTH allowed for this mailbox, and is it the account "
+                        f"you signed in as? ({settings.login_command})",
+                        transient=False, code=exc.smtp_code, halts=True,
+                    ) from None  # fmt: skip
+                logger.info("SMTP %s refused the saved access token for %s (%s %s); "
+                            "refreshing it", c.host, user, exc.smtp_code, said)  # fmt: skip
 
     def close(self) -> None:
         if self._conn is not None:

@@ -26,9 +26,11 @@ import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from forwarder.config import ImapConfig
+from forwarder.imap import auth
 from forwarder.imap import bodystructure as partial
 from forwarder.imap.bodystructure import Part, Section
 from forwarder.mail import Mail, Reads
+from forwarder.oauth import sasl, tokens
 from forwarder.tls import client_context
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,15 @@ class AuthError(PermanentError):
     """The server refused the login."""
 
 
+class OAuthLoginRequired(AuthError):
+    """The account's OAuth2 sign-in is gone (no tokens, refresh refused): a person must run
+    ``forwarder login --account <account>``; the text says exactly what to run."""
+
+    def __init__(self, message: str, *, account: str) -> None:
+        super().__init__(message)
+        self.account = account
+
+
 class CertificateError(PermanentError):
     """The server's TLS certificate was refused (wrong CA, wrong host name, expired)."""
 
@@ -107,6 +118,10 @@ class CommandRefused(MailboxError):
 
 class ConnectionLost(MailboxError):
     """The server ended the session (BYE) or closed the connection."""
+
+
+class CredentialsExpired(ConnectionLost):
+    """The server ended the session because its access token expired: log in again now."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,7 @@ class Mailbox:
         self.fetched_bytes = 0
         self.said: set[str] = set()  # notes already logged on this connection (say once)
         self._empty_wakeups = 0
+        self.credentials: tokens.AccessToken | None = None  # the OAuth2 token it logged in with
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -180,7 +196,14 @@ class Mailbox:
         try:
             if c.security == "starttls":
                 client.starttls(context)
-            client.login(c.username, c.password.reveal())
+            credentials = auth.authenticate(client, c)
+        except (tokens.TokenError, auth.Refused, auth.Unavailable) as exc:  # OAuth2: worded
+            _abort(client)
+            if isinstance(exc, tokens.LoginRequired):
+                raise OAuthLoginRequired(str(exc), account=exc.account) from None
+            if isinstance(exc, tokens.TokenRefused | auth.Refused):
+                raise AuthError(str(exc)) from None
+            raise MailboxError(str(exc)) from None
         except LoginError as exc:
             _abort(client)
             # RFC 5530: [UNAVAILABLE] is the server's own trouble, worth retrying soon.
@@ -199,7 +222,25 @@ class Mailbox:
             raise MailboxError(f"IMAP login to {c.host} failed: {_describe(exc)}") from None
         self.client = client
         self.selected = None
+        self.credentials = credentials
         logger.debug("connected to IMAP %s:%s as %s", c.host, c.port, c.username)
+
+    def credentials_expiring(self, within: float) -> bool:
+        """Will the access token this session logged in with expire within ``within`` s
+        (plus the refresh margin)? Servers like Microsoft end a session when it does."""
+        token = self.credentials
+        return token is not None and token.valid_for(time.time()) < within + tokens.REFRESH_MARGIN
+
+    def _token_expired(self, said: str) -> bool:
+        """The server says this session's token expired: the next login must refresh it."""
+        if (
+            self.credentials is None
+            or self.config.oauth2 is None
+            or not sasl.says_token_expired(said)
+        ):
+            return False
+        tokens.source_for(self.config.oauth2).invalidate(self.credentials)
+        return True
 
     def close(self) -> None:
         """LOGOUT politely (bounded by the timeout) and close."""
@@ -396,7 +437,10 @@ class Mailbox:
         """
         started = time.monotonic()
         responses = self._call(self._client.idle_check, timeout)
-        if any(_untagged(r, b"BYE") for r in responses):
+        if bye := next((r for r in responses if _untagged(r, b"BYE")), None):
+            said = b" ".join(p for p in bye[1:] if isinstance(p, bytes)).decode("ascii", "replace")
+            if self._token_expired(said):
+                raise CredentialsExpired(f"the IMAP server ended the session: {said}")
             raise ConnectionLost("the IMAP server ended the session (BYE)")
         if responses:
             self._empty_wakeups = 0
@@ -432,6 +476,7 @@ class Mailbox:
         try:
             return method(*args)
         except (OSError, IMAPClientAbortError) as exc:  # abort: the connection is unusable
+            self._token_expired(str(exc))  # a BYE's words arrive as the abort's text
             raise MailboxError(f"IMAP {method.__name__} failed: {_describe(exc)}") from None
         except IMAPClientError as exc:
             raise CommandRefused(f"IMAP {method.__name__} failed: {_describe(exc)}") from None

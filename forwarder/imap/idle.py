@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 from forwarder.backoff import Backoff
 from forwarder.config import ImapConfig
-from forwarder.imap.connection import Mailbox, MailboxError, PermanentError
+from forwarder.imap.connection import CredentialsExpired, Mailbox, MailboxError, PermanentError
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ WARN_AFTER = 5
 
 NEW_MAIL = "new mail"
 CONNECTED = "connected"
+#: The IDLE connection is gone and the watcher backs off before the next try.
+DISCONNECTED = "disconnected"
+#: The server offers no IDLE: the watcher ends; the folder is polled.
+UNSUPPORTED = "unsupported"
 
 #: ``notify(folder, event)``: called from the watcher's thread; must be quick.
 Notify = Callable[[str, str], None]
@@ -91,6 +95,7 @@ class IdleWatcher:
         self.backoff = Backoff()
         self.sessions = 0  # connections that reached IDLE, for tests and benchmarks
         self.renewals = 0  # DONE + IDLE on the same connection
+        self._expired_in_session = -1  # session whose token expiry was met, reconnected at once
         self._thread = threading.Thread(target=self._run, name=f"idle {folder}", daemon=True)
 
     def start(self) -> None:
@@ -125,9 +130,20 @@ class IdleWatcher:
             try:
                 self._session()
             except IdleUnsupported:
+                self._notify(UNSUPPORTED)
                 if self._on_unsupported is not None:
                     self._on_unsupported()
                 return
+            except CredentialsExpired as exc:
+                # Log in again at once with a fresh token; only once per session that got
+                # in, so a server that keeps saying so is backed off from like any other.
+                if self._stopping.is_set():
+                    break
+                if self._expired_in_session != self.sessions:
+                    self._expired_in_session = self.sessions
+                    logger.info("IDLE on %s: %s; logging in again", self.folder, exc)
+                    continue
+                self._wait_after(str(exc), permanent=False)
             except MailboxError as exc:
                 if self._stopping.is_set():
                     break
@@ -141,6 +157,7 @@ class IdleWatcher:
                 self._drop()
 
     def _wait_after(self, error: str, *, permanent: bool) -> None:
+        self._notify(DISCONNECTED)
         delay, news = self.backoff.failed(error, permanent=permanent)
         if permanent:
             level = logging.DEBUG  # the daemon's round reports those, once
@@ -164,7 +181,7 @@ class IdleWatcher:
         mailbox.connect()
         if not mailbox.supports_idle():
             raise IdleUnsupported(f"IMAP server {self.config.host} does not offer IDLE")
-        mailbox.select(self.folder, readonly=True)
+        selected = mailbox.select(self.folder, readonly=True)
         mailbox.idle_start()
         self.sessions += 1
         self._retry.clear()  # a retry_now() meant for an earlier wait
@@ -189,9 +206,23 @@ class IdleWatcher:
             if self._stopping.is_set():
                 return
             # DONE, then IDLE again: keeps the server's inactivity timer from firing, and a
-            # server that stopped answering fails here within imap.timeout.
+            # server that stopped answering fails here within imap.timeout. NOOP and a fresh
+            # SELECT between them: some Exchange servers stop reporting in a long IDLE until
+            # the mailbox is selected again; anything that came meanwhile is announced.
             if mailbox.idle_done():
                 self._notify(NEW_MAIL)
+            if mailbox.credentials_expiring(self.config.idle_renew):
+                # Its OAuth2 token would run out before the next renewal, and servers like
+                # Microsoft then end the session: a new connection with a fresh token now.
+                # The next session announces CONNECTED, so nothing arriving between is missed.
+                logger.info("IDLE on %s: the access token is about to expire; logging in "
+                            "again with a fresh one", self.folder)  # fmt: skip
+                return
+            mailbox.noop()
+            again = mailbox.select(self.folder, readonly=True)
+            if (again.uidnext, again.exists) != (selected.uidnext, selected.exists):
+                self._notify(NEW_MAIL)  # news the server did not push: a round looks
+            selected = again
             mailbox.idle_start()
             self.renewals += 1
 

@@ -33,6 +33,7 @@ class Trouble(enum.Enum):
     """Why the mailbox cannot be read, sorted by what the owner must do."""
 
     AUTH = "auth"  # the server refused the login: password, expired token, locked account
+    LOGIN = "login"  # the OAuth2 sign-in is gone (refresh refused): forwarder login again
     TLS = "tls"  # the certificate was refused
     UNREACHABLE = "unreachable"  # no connection: server down, DNS, network
 
@@ -94,6 +95,7 @@ def observe(
     after: float = DEFAULT_AFTER,
     enabled: bool = True,
     tz: tzinfo | None = None,
+    account: str = "default",
 ) -> tuple[ImapOutage, Alert | None]:
     """One round's outcome against the mailbox: the next state, and an SMS to queue or None.
 
@@ -121,7 +123,7 @@ def observe(
     if outage.alerted or not enabled or now - outage.since < after:
         return outage, None
     return replace(outage, alerted=True), Alert(
-        _down_text(host, trouble, outage.since, now, tz), recovered=False
+        _down_text(host, trouble, outage.since, now, tz, account), recovered=False
     )
 
 
@@ -134,8 +136,14 @@ def _clock(at: float, now: float, tz: tzinfo | None) -> str:
     return f"{when.day} {when:%b %H:%M}"
 
 
-def _down_text(host: str, trouble: Trouble, since: float, now: float, tz: tzinfo | None) -> str:
+def _down_text(
+    host: str, trouble: Trouble, since: float, now: float, tz: tzinfo | None,
+    account: str = "default",
+) -> str:  # fmt: skip
     at = _clock(since, now, tz)
+    if trouble is Trouble.LOGIN:
+        command = "forwarder login" + ("" if account == "default" else f" --account {account}")
+        return f"forwarder: the sign-in to {host} ended at {at} - run {command}"
     if trouble is Trouble.AUTH:
         return f"forwarder: cannot log in to {host} since {at} - check the password"
     if trouble is Trouble.TLS:

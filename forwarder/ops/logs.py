@@ -84,6 +84,12 @@ def config_secrets(config: Config) -> tuple[str, ...]:
         config.gateway.password,
         config.gateway.api_key,
         config.health.ping_url,
+        *(a.password for a in config.accounts[1:]),  # imap is accounts[0]
+        *(
+            s.client_secret
+            for s in (*(a.oauth2 for a in config.accounts), config.smtp.oauth2)
+            if s is not None
+        ),
     ]
     return tuple(s.reveal() for s in found if s is not None and s.reveal())
 
@@ -151,4 +157,7 @@ def configure_logging(
     # imapclient logs protocol lines at DEBUG; they are redacted, but not needed.
     logging.getLogger("imapclient").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # HTTP to an OAuth2 token endpoint: URLs only, but nothing forwarder needs to say.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("authlib").setLevel(logging.WARNING)
     return handler

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from forwarder.config import Config, HealthConfig, MetricsConfig
-from forwarder.imap.connection import AuthError, CertificateError
+from forwarder.imap.connection import AuthError, CertificateError, OAuthLoginRequired
 from forwarder.imap.idle import connect_budget
 from forwarder.ops import logs
 from forwarder.ops.alerts import Alert, ImapOutage, Trouble, observe
@@ -55,6 +55,8 @@ class _Watchers(Protocol):
 
 def classify(error: BaseException) -> Trouble:
     """Sort an IMAP failure (``forwarder.imap.connection.MailboxError``) for the alert text."""
+    if isinstance(error, OAuthLoginRequired):
+        return Trouble.LOGIN
     if isinstance(error, AuthError):
         return Trouble.AUTH
     if isinstance(error, CertificateError):
@@ -188,7 +190,6 @@ class Operations:
             self.metrics.set_up(label, False)
             return
         watch.beat(within)
-        self.metrics.set_up(label, True)
 
     def forget_idle(self, account: str | None = None) -> None:
         """Stop watching IDLE threads that are being stopped (all, or ``account``'s)."""
@@ -215,6 +216,7 @@ class Operations:
             trouble=None if ok or error is None else classify(error),
             after=alerts.imap_down_after,
             enabled=alerts.enabled,
+            account=account,
         )
         if alert is not None:
             logger.warning("self-alert SMS queued: %s", alert.text)

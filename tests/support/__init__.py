@@ -7,4 +7,7 @@
 - ``delivery``: an in-process daemon on an injected clock, for the delivery tests.
 - ``rules``: compile a rules text, build a mail, the fixed times the rule tests decide at.
 - ``shared``: the ``../shared`` folder beside the repository, for the tests that read it.
+- ``idp``: an OAuth2 identity-provider simulator (device, authorize, token and RFC 7662
+  introspection endpoints) for ``forwarder login`` and Dovecot's ``oauth2`` passdb.
+- ``oauth``: config files and token files for the OAuth2 tests.
 """

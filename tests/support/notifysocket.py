@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -57,6 +59,25 @@ class NotifySocket:
                 )
         finally:
             self.sock.setblocking(True)
+
+    def until(
+        self, wanted: Callable[[dict[str, str]], bool], timeout: float = 30.0
+    ) -> dict[str, str]:
+        """Read messages until one is ``wanted``, and return it (TimeoutError if none)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the wanted sd_notify message did not arrive")
+            message = self.receive(timeout=left)
+            if wanted(message):
+                return message
+
+    def __enter__(self) -> NotifySocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.sock.close()

@@ -12,6 +12,8 @@ the aiosmtpd handler only routes SMTP events to them. No pytest here: ``make dem
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import codecs
 import concurrent.futures
 import email
@@ -19,6 +21,7 @@ import email.header
 import email.policy
 import email.utils
 import html as html_lib
+import json
 import re
 import shutil
 import smtplib
@@ -447,7 +450,7 @@ class _GatewayHandler:
         options: list[str],
     ) -> str:
         self.gateway._count_attempt()
-        if self.gateway.username is not None and not session.authenticated:
+        if self.gateway.requires_auth and not session.authenticated:
             return SMTP_AUTH_REQUIRED
         if status := self._fault(server, "mail"):
             return status
@@ -510,6 +513,41 @@ class _GatewayHandler:
         return SMTP_NEVER_SENT
 
 
+class _OAuthGatewayHandler(_GatewayHandler):
+    """Adds AUTH XOAUTH2 (Google's and Microsoft's SMTP exchange), checked by the gateway's
+    ``oauth2_check(user, token)``; a refusal is a 334 with a JSON error, then 535."""
+
+    async def auth_XOAUTH2(self, server: _GatewaySMTP, args: list[str]) -> AuthResult:
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            answer = await server.challenge_auth("", encode_to_b64=False)
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)
+            blob = answer
+        fields = dict(
+            part.split("=", 1)
+            for part in blob.decode("utf-8", "replace").split("\x01")
+            if "=" in part
+        )
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        check = self.gateway.oauth2_check
+        ok = check is not None and bool(user) and check(user, token)
+        self.gateway._record_auth(user, "XOAUTH2", ok)
+        if ok:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"})
+        await server.challenge_auth(error)  # the client answers with an empty line
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and Password not accepted"
+        )
+
+
 class _GatewayController(Controller):
     def factory(self) -> _GatewaySMTP:
         # Pass the loop: aiosmtpd would otherwise look it up with get_event_loop().
@@ -539,6 +577,7 @@ class GatewaySimulator:
         owner: str | None = None,
         deliver: Callable[[bytes], None] | None = None,
         port: int | None = None,
+        oauth2_check: Callable[[str, str], bool] | None = None,
     ) -> None:
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {TLS_MODES}, not {tls!r}")
@@ -552,6 +591,10 @@ class GatewaySimulator:
         self.domain = domain
         self.owner = owner
         self.deliver = deliver
+        # AUTH XOAUTH2 (besides PLAIN/LOGIN when username is set): oauth2_check(user, token)
+        # says whether the bearer token is good, e.g. an IdentityProvider's valid tokens.
+        self.oauth2_check = oauth2_check
+        self.auth_attempts: list[tuple[str, str, bool]] = []  # (user, mechanism, accepted)
         self._fixed_port = port is not None
         self.port = port or free_port()
         self._files_dir: Path | None = None
@@ -574,6 +617,10 @@ class GatewaySimulator:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._connections: set[_GatewaySMTP] = set()  # touched on the server's loop only
         self._all_closed: asyncio.Event | None = None
+
+    @property
+    def requires_auth(self) -> bool:
+        return self.username is not None or self.oauth2_check is not None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -772,13 +819,14 @@ class GatewaySimulator:
             else:
                 smtp_options["tls_context"] = server_context
                 smtp_options["require_starttls"] = self.require_starttls
-        if self.username is not None:
+        if self.requires_auth:
             smtp_options["authenticator"] = self._authenticate
         # aiosmtpd cannot see implicit TLS (it only tracks STARTTLS), so there AUTH must not
         # wait for a STARTTLS that will never come.
         smtp_options["auth_require_tls"] = self.auth_require_tls and self.tls != "implicit"
+        handler = _OAuthGatewayHandler if self.oauth2_check is not None else _GatewayHandler
         return _GatewayController(
-            _GatewayHandler(self),
+            handler(self),
             hostname=self.host,
             port=self.port,
             ssl_context=ssl_context,
@@ -808,6 +856,11 @@ class GatewaySimulator:
         self._connections.discard(connection)
         if not self._connections and self._all_closed is not None:
             self._all_closed.set()
+
+    def _record_auth(self, user: str, mechanism: str, ok: bool) -> None:
+        with self._lock:
+            self.auth_attempts.append((user, mechanism, ok))
+            self._lock.notify_all()
 
     def _count_attempt(self) -> None:
         with self._lock:
