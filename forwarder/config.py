@@ -503,12 +503,6 @@ def _check_url(value: str) -> str | None:
     return f"{value!r} must be an https:// URL (plain http only to a loopback host)"
 
 
-def _check_account_name(value: str) -> str | None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
-        return "must be letters, digits, '.', '_' or '-'"
-    return None
-
-
 def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str, imap: bool,
             smtp: bool) -> OAuth2Settings | None:  # fmt: skip
     """``<imap|smtp>.oauth2``: a provider profile, or a token_command."""
