@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup dovecot demo test lint format bench clean
+.PHONY: all setup dovecot imapfilter demo test lint format bench bench-quick clean
 
 all: test
 
@@ -41,8 +41,19 @@ format: $(BIN)/forwarder
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: setup
-	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# Every benchmark, several runs each; writes BENCHMARKS.md (machine, commit, figures).
+# imapfilter (a Debian package) does the catch-up job alongside, for comparison.
+imapfilter:
+	@command -v imapfilter >/dev/null 2>&1 || { \
+	  echo "installing imapfilter (Debian package)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq imapfilter; }
+
+bench: setup imapfilter
+	$(BIN)/python bench/report.py
+
+bench-quick: setup imapfilter
+	$(BIN)/python bench/report.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis demo/run

@@ -1,28 +1,29 @@
-"""The command line: the only place that turns errors into exit codes."""
+"""The command line: the only place that turns errors into exit codes.
+
+Each verb imports what it needs when it runs (``--help`` needs argparse alone, ``check``
+the config reader and the rules, not the daemon, the store or the transformer): a CLI
+that took half a second to say its usage would be a slow ``ExecStartPre`` and a slow
+habit. ``bench/bench_cli.py`` measures it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forwarder import __version__
-from forwarder import config as config_module
-from forwarder.config import Config, ConfigError
-from forwarder.delivery.states import FINAL, State
-from forwarder.gateway.request import new_message_id
-from forwarder.mail import Mail
-from forwarder.oauth.profiles import OAuth2Settings
-from forwarder.ops import logs
-from forwarder.pipeline import plan
-from forwarder.store import DEFAULT_ACCOUNT, Store
+from forwarder.configfile import LOG_FORMATS
+
+if TYPE_CHECKING:
+    from forwarder.config import Config
+    from forwarder.oauth.profiles import OAuth2Settings
+    from forwarder.store import Store
 
 EX_OK = 0
 EX_FAIL = 1
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log-format",
-        choices=config_module.LOG_FORMATS,
+        choices=LOG_FORMATS,
         help="override log_format from the config: plain lines (default, for journald) "
         "or one JSON object per line",
     )
@@ -121,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Config | int:
+    from forwarder import config as config_module
+    from forwarder.config import ConfigError
+
     try:
         return config_module.load(args.config)
     except ConfigError as exc:
@@ -136,6 +140,10 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
+    import sqlite3
+
+    from forwarder.ops import logs
+
     logs.SCRUBBER.update(logs.config_secrets(config))
     logs.configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     for warning in config.warnings:
@@ -287,6 +295,10 @@ def _try(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.mail}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EX_NOINPUT
+    from forwarder.gateway.request import new_message_id
+    from forwarder.mail import Mail
+    from forwarder.pipeline import plan
+
     mail = Mail(raw, folder=args.folder, flags=frozenset())
     # The daemon's own plan, so try can never disagree with run about a mail.
     planned = plan(
@@ -325,6 +337,8 @@ def _try(args: argparse.Namespace) -> int:
         if decision.hold_until is not None:
             result["sms"]["hold_until"] = decision.hold_until.isoformat()
     if args.json:
+        import json
+
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return EX_OK
     print(f"decision: {result['action']} — {result['reason']}")
@@ -348,6 +362,8 @@ def _try(args: argparse.Namespace) -> int:
 
 def _account_key(account: str, key: str) -> str:
     """A meta key as ``AccountStore`` writes it for ``account``."""
+    from forwarder.store import DEFAULT_ACCOUNT
+
     return key if account == DEFAULT_ACCOUNT else f"{account}:{key}"
 
 
@@ -381,6 +397,8 @@ def _unblock(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"forwarder unblock: {exc}", file=sys.stderr)
         return EX_USAGE
+    from forwarder.store import Store
+
     store = Store(config.state)
     try:
         removed = store.unblock(number)
@@ -440,6 +458,9 @@ def _daemon_alive(store: Store) -> bool:
 
 def status_data(config: Config, store: Store, limit: int = 10) -> dict:
     """Everything ``status`` shows, as plain data (no secrets: subjects are stored masked)."""
+    import dataclasses
+
+    from forwarder.store import DEFAULT_ACCOUNT
 
     def meta_time(key: str) -> float | None:
         value = store.get_meta(key)
@@ -537,12 +558,17 @@ def _status(args: argparse.Namespace) -> int:
     if not config.state.exists():
         print(f"no state yet: {config.state} does not exist (has forwarder run?)", file=sys.stderr)
         return EX_TEMPFAIL
+    from forwarder.delivery.states import FINAL, State
+    from forwarder.store import Store
+
     store = Store(config.state)
     try:
         data = status_data(config, store, args.limit)
     finally:
         store.close()
     if args.json:
+        import json
+
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return EX_OK
     running = data["running"]

@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forwarder.configfile import LOG_FORMATS  # re-exported: config.LOG_FORMATS
 from forwarder.configfile.schema import Problems, Secret, Section
 from forwarder.configfile.yamlsource import ConfigError, Problem, load_file
 from forwarder.delivery.policy import LimitsConfig
@@ -35,7 +36,6 @@ SECURITY = ("tls", "starttls", "plain")
 IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
 AUTH_METHODS = ("password", "oauth2")
-LOG_FORMATS = ("plain", "json")
 METRICS_PORT = 9187
 
 __all__ = ["Config", "ConfigError", "load"]
@@ -501,12 +501,6 @@ def _check_url(value: str) -> str | None:
     if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return None
     return f"{value!r} must be an https:// URL (plain http only to a loopback host)"
-
-
-def _check_account_name(value: str) -> str | None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
-        return "must be letters, digits, '.', '_' or '-'"
-    return None
 
 
 def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str, imap: bool,

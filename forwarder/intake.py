@@ -233,7 +233,10 @@ class Intake:
         last = self._late_checked.get(folder)
         check_late = last is None or now - last >= self.imap.poll_interval
         try:
-            poll_folder(mailbox, self.store, folder, self._handle_batch, check_late=check_late)
+            poll_folder(
+                mailbox, self.store, folder, self._handle_batch, check_late=check_late,
+                reads=self.config.ruleset.reads,  # a backlog: fetch only what the rules read
+            )  # fmt: skip
         except FolderMissing as exc:
             if folder not in self._missing:  # said once, not every round
                 self._missing.add(folder)

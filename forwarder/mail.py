@@ -4,10 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import Message
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from forwarder.text import mime, transform
+
+if TYPE_CHECKING:
+    from email.message import Message
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What deciding about a mail reads of it: the IMAP side fetches that, and no more.
+
+    Computed from the compiled rules and guards (``RuleSet.reads``). ``header_fields``
+    holds lowercased field names; ``structure`` is whether a rule looks at the MIME
+    structure (``has_attachment``); ``body`` whether one reads the body text. The size
+    and the folder are always known.
+    """
+
+    header_fields: frozenset[str] = frozenset()
+    structure: bool = False
+    body: bool = False
+
+    def __or__(self, other: Reads) -> Reads:
+        return Reads(
+            self.header_fields | other.header_fields,
+            self.structure or other.structure,
+            self.body or other.body,
+        )
 
 
 @dataclass(frozen=True)
@@ -31,22 +56,32 @@ class Mail:
 
     @cached_property
     def message(self) -> Message:
+        """The whole MIME tree: for the body and the parts. Header lookups use ``head``."""
         return mime.parse_message(self.raw)
+
+    @cached_property
+    def head(self) -> mime.HeaderFields:
+        """The header fields, the same values as ``message`` has, read without parsing MIME.
+
+        Most mail is decided on a few header fields and never read further; parsing it
+        into a ``Message`` would cost several times more than deciding.
+        """
+        return mime.read_headers(self.raw)
 
     def header(self, name: str) -> str:
         """The decoded value of the first header called ``name``, or ''."""
-        return mime.decode_header(self.message.get(name))
+        return mime.decode_header(self.head.get(name))
 
     def headers(self, name: str) -> list[str]:
-        return [mime.decode_header(v) for v in self.message.get_all(name, [])]
+        return [mime.decode_header(v) for v in self.head.get_all(name)]
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
         """(display name, address) pairs of an address header."""
-        return mime.parse_addresses(self.message.get_all(name, []))
+        return mime.parse_addresses(self.head.get_all(name))
 
     @cached_property
     def message_id(self) -> str:
-        return self.message.get("Message-ID", "").strip()
+        return (self.head.get("Message-ID") or "").strip()
 
     @cached_property
     def subject(self) -> str:
@@ -60,7 +95,7 @@ class Mail:
 
     @cached_property
     def date(self) -> datetime | None:
-        return mime.parse_date(self.message.get("Date"))
+        return mime.parse_date(self.head.get("Date"))
 
     @cached_property
     def body(self) -> str:

@@ -6,3 +6,7 @@ in ``forwarder.config``.
 
 May import: PyYAML and the standard library only: every other layer may import it.
 """
+
+#: ``log_format:`` values; here, not in ``forwarder.config``, so that ``forwarder --help`` can
+#: list them without importing the whole config reader.
+LOG_FORMATS = ("plain", "json")

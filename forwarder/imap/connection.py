@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import socket
 import ssl
 import time
@@ -28,7 +29,7 @@ from forwarder.config import ImapConfig
 from forwarder.imap import auth
 from forwarder.imap import bodystructure as partial
 from forwarder.imap.bodystructure import Part, Section
-from forwarder.mail import Mail
+from forwarder.mail import Mail, Reads
 from forwarder.oauth import sasl, tokens
 from forwarder.tls import client_context
 
@@ -41,7 +42,7 @@ FETCH_BATCH = 200
 #: Received lines) is cut at its last whole line.
 HEADER_LIMIT = 64 * 1024
 
-#: What is fetched for every new mail: enough to decide, never the body.
+#: The whole summary of a mail: enough to decide and to fetch its text, never the body.
 SUMMARY_ITEMS = (
     "RFC822.SIZE",
     "FLAGS",
@@ -49,6 +50,19 @@ SUMMARY_ITEMS = (
     "BODYSTRUCTURE",
     f"BODY.PEEK[HEADER]<0.{HEADER_LIMIT}>",
 )
+
+#: Header fields every summary carries, whatever the rules read: Message-ID names the mail
+#: in the ledger and the log; Content-Type holds the MIME boundary.
+ALWAYS_FIELDS = ("Message-ID", "Content-Type")
+
+#: Fetches of at most this many UIDs get the whole summary at once (what a mail pushed by
+#: IDLE meets): parsing a few is cheap, and the mail that is forwarded then costs one round
+#: trip fewer. Larger ones (a backlog, a burst) get only what the rules read (``Reads``).
+WHOLE_UP_TO = 10
+
+# RFC 3501 §9: ATOM-CHAR is any CHAR except atom-specials; a field name may hold any
+# printable character but the colon (RFC 5322 §2.2), so some must be quoted.
+_ATOM = re.compile(r'[^(){ %*"\\\]\x00-\x1f\x7f]+')
 
 #: IDLE: after the server closes the connection, imapclient's ``idle_check`` returns []
 #: at once, for ever (~75 000 calls/s measured). This many empty answers in a row, each
@@ -127,11 +141,17 @@ class FolderState:
 
 @dataclass(frozen=True)
 class Summary:
-    """What the first FETCH tells about a mail: enough to decide, and to fetch its text."""
+    """What the first FETCH tells about a mail: enough to decide, and to fetch its text.
+
+    ``complete``: the whole header, BODYSTRUCTURE, flags and date were fetched. Otherwise
+    (a large fetch with ``Reads``) only the header fields the rules read, the size, and
+    the structure if the rules read it: ``Mailbox.fetch_text`` completes it first.
+    """
 
     mail: Mail  # its header and MIME skeleton (no text yet); size and attachments known
     header: bytes
     structure: Part | None  # None when the server's BODYSTRUCTURE could not be read
+    complete: bool = True
 
 
 class Mailbox:
@@ -297,24 +317,67 @@ class Mailbox:
         return sorted(uid for uid in found if uid >= first)
 
     # -- fetching -------------------------------------------------------------------------
-    def fetch_summaries(self, uids: Sequence[int], folder: str, uidvalidity: int) -> list[Summary]:
-        """Size, flags, date, BODYSTRUCTURE and header of each mail, one FETCH per batch."""
+    def fetch_summaries(
+        self, uids: Sequence[int], folder: str, uidvalidity: int, reads: Reads | None = None
+    ) -> list[Summary]:
+        """What deciding about each mail needs, one FETCH per batch.
+
+        Without ``reads``, or for a few UIDs, or when the rules read the body: the whole
+        summary (size, flags, date, BODYSTRUCTURE, header). Otherwise only the size, the
+        header fields in ``reads`` (and ``ALWAYS_FIELDS``), and BODYSTRUCTURE if the rules
+        read it: in a backlog most mail is skipped on those, and parsing the rest of every
+        summary was most of a catch-up's time. A mail whose fields hold 8-bit bytes gets
+        the whole summary after all: how such a header is decoded depends on the charset
+        declared elsewhere in the mail (``mime.parse_message``).
+        """
+        whole = reads is None or reads.body or len(uids) <= WHOLE_UP_TO
         found: list[Summary] = []
         for batch in _chunks(uids, FETCH_BATCH):
-            response = self._fetch(batch, SUMMARY_ITEMS)
+            if whole:
+                response = self._fetch(batch, SUMMARY_ITEMS)
+                found += _summaries(response, batch, folder, uidvalidity)
+                continue
+            assert reads is not None
+            response = self._fetch(batch, field_items(reads))
+            partial_ones: dict[int, Summary] = {}
+            redo = []
             for uid in batch:
                 data = response.get(uid)
                 if data is None:  # expunged between SEARCH and FETCH
                     continue
-                found.append(_summary(data, folder, uid, uidvalidity))
+                fields = _fields_value(data)
+                if fields is None or not fields.isascii():
+                    redo.append(uid)
+                else:
+                    partial_ones[uid] = _partial_summary(data, fields, folder, uid, uidvalidity)
+            if redo:
+                response = self._fetch(redo, SUMMARY_ITEMS)
+                partial_ones.update(
+                    (s.mail.uid, s) for s in _summaries(response, redo, folder, uidvalidity)
+                )
+            found += [partial_ones[uid] for uid in batch if uid in partial_ones]
         return found
 
     def fetch_text(self, summaries: Sequence[Summary]) -> list[Mail]:
         """The mails of ``summaries`` with the start of every readable text part.
 
-        Mails whose text sits in the same sections (the usual case: a burst of
-        alerts from one sender) share one FETCH. Attachments are never fetched.
+        A summary that is not ``complete`` gets its whole header, structure, flags and
+        date first (one FETCH for all of them). Mails whose text sits in the same sections
+        (the usual case: a burst of alerts from one sender) share one FETCH. Attachments
+        are never fetched.
         """
+        incomplete = [s for s in summaries if not s.complete]
+        if incomplete:
+            mail = incomplete[0].mail
+            uids = [s.mail.uid for s in incomplete]
+            done = {
+                s.mail.uid: s
+                for batch in _chunks(uids, FETCH_BATCH)
+                for s in _summaries(
+                    self._fetch(batch, SUMMARY_ITEMS), batch, mail.folder, mail.uidvalidity
+                )
+            }
+            summaries = [done.get(s.mail.uid, s) for s in summaries]
         limit = self.config.fetch_bytes
         groups: dict[tuple[Section, ...], list[Summary]] = {}
         for summary in summaries:
@@ -419,18 +482,79 @@ class Mailbox:
             raise CommandRefused(f"IMAP {method.__name__} failed: {_describe(exc)}") from None
 
 
-def _summary(data: dict[bytes, Any], folder: str, uid: int, uidvalidity: int) -> Summary:
-    header = data.get(b"BODY[HEADER]<0>") or data.get(b"BODY[HEADER]") or b""
+def field_items(reads: Reads) -> list[str]:
+    """The FETCH items of a summary limited to what the rules read (see ``fetch_summaries``)."""
+    names = sorted({*reads.header_fields, *(name.lower() for name in ALWAYS_FIELDS)})
+    listed = " ".join(_astring(name.upper()) for name in names)
+    items = ["RFC822.SIZE", f"BODY.PEEK[HEADER.FIELDS ({listed})]<0.{HEADER_LIMIT}>"]
+    if reads.structure:
+        items.insert(1, "BODYSTRUCTURE")
+    return items
+
+
+def _astring(name: str) -> str:
+    if _ATOM.fullmatch(name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _fields_value(data: dict[bytes, Any]) -> bytes | None:
+    """The BODY[HEADER.FIELDS (…)] answer, whatever spelling of the list the server echoes;
+    None if there is none (then the mail is fetched whole rather than decided on nothing)."""
+    for key, value in data.items():
+        if isinstance(key, bytes) and key.startswith(b"BODY[HEADER.FIELDS"):
+            return value if isinstance(value, bytes) else None
+    return None
+
+
+def _summaries(
+    response: dict[int, dict[bytes, Any]], uids: Sequence[int], folder: str, uidvalidity: int
+) -> list[Summary]:
+    found = []
+    for uid in uids:
+        data = response.get(uid)
+        if data is not None:  # else expunged between SEARCH and FETCH
+            found.append(_summary(data, folder, uid, uidvalidity))
+    return found
+
+
+def _partial_summary(
+    data: dict[bytes, Any], fields: bytes, folder: str, uid: int, uidvalidity: int
+) -> Summary:
+    """A summary of the header fields the rules read (and the structure, if they read it)."""
+    header = _cut(fields)
+    structure = _structure(data, folder, uid)
+    mail = Mail(
+        raw=partial.rebuild(header, structure, {}),
+        folder=folder,
+        uid=uid,
+        uidvalidity=uidvalidity,
+        size=data.get(b"RFC822.SIZE"),
+        attachment_hint=partial.has_attachment(structure) if structure is not None else None,
+    )
+    return Summary(mail, header, structure, complete=False)
+
+
+def _cut(header: bytes) -> bytes:
     if len(header) >= HEADER_LIMIT:  # cut short: drop the broken last line
         header = header[: header.rfind(b"\n") + 1]
-    structure: Part | None = None
+    return header
+
+
+def _structure(data: dict[bytes, Any], folder: str, uid: int) -> Part | None:
     raw_structure = data.get(b"BODYSTRUCTURE")
     try:
         if raw_structure is not None:
-            structure = partial.parse_bodystructure(raw_structure)
+            return partial.parse_bodystructure(raw_structure)
     except partial.StructureError as exc:
         logger.warning("%s/%d: unreadable BODYSTRUCTURE (%s); fetching its text whole", folder,
                        uid, exc)  # fmt: skip
+    return None
+
+
+def _summary(data: dict[bytes, Any], folder: str, uid: int, uidvalidity: int) -> Summary:
+    header = _cut(data.get(b"BODY[HEADER]<0>") or data.get(b"BODY[HEADER]") or b"")
+    structure = _structure(data, folder, uid)
     mail = Mail(
         raw=partial.rebuild(header, structure, {}),
         folder=folder,

@@ -14,11 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from email.utils import collapse_rfc2231_value
 from typing import Protocol
 
 from forwarder.gateway import account as gateway
-from forwarder.mail import Mail
+from forwarder.mail import Mail, Reads
 from forwarder.rules.patterns import Glob, squash
 
 # The defaults of the config keys these come from (gateway.reply_from, delivery.message_id_domain).
@@ -65,6 +64,15 @@ _BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _AUTO_SUBMITTED_KEYWORD = re.compile(r"\s*([a-z0-9-]+)", re.IGNORECASE)
+
+#: The header fields each guard reads (tests/test_guards.py checks that no guard reads more):
+#: the IMAP side fetches only the fields the enabled guards and the rules read.
+GUARD_FIELDS = {
+    GATEWAY_REPLIES: ("From",),
+    OWN_MAIL: ("Message-ID", "From", "To"),
+    AUTO_REPLIES: ("Auto-Submitted", *_AUTOREPLY_HEADERS, "Precedence", "Subject"),
+    BOUNCES: ("Content-Type", "Subject", "From"),
+}
 
 
 class MailFacts(Protocol):
@@ -142,6 +150,9 @@ class Guards:
         }
         self._checks = tuple((name, checks[name]) for name in GUARD_NAMES if name in wanted)
         self.enabled = tuple(name for name, _ in self._checks)
+        self.reads = Reads(
+            frozenset(field.lower() for name in self.enabled for field in GUARD_FIELDS[name])
+        )
 
     def check(self, facts: MailFacts) -> GuardHit | None:
         for name, check in self._checks:
@@ -211,12 +222,8 @@ def _auto_reply(facts: MailFacts) -> str | None:
 
 def _bounce(facts: MailFacts) -> str | None:
     mail = facts.mail
-    message = mail.message
-    # is_multipart() costs nothing; get_content_type() parses a header.
-    if message.is_multipart() and message.get_content_type() == "multipart/report":
-        report_type = collapse_rfc2231_value(message.get_param("report-type", "")).lower()
-        if report_type == _REPORT_TYPE_DSN:
-            return "multipart/report; report-type=delivery-status"
+    if _delivery_report(mail.head.get("Content-Type")):
+        return "multipart/report; report-type=delivery-status"
     if _BOUNCE_SUBJECT.search(mail.subject) and any(
         facts.may_contain("From", (sender,)) for sender in _BOUNCE_SENDERS
     ):
@@ -224,3 +231,22 @@ def _bounce(facts: MailFacts) -> str | None:
         if sender.partition("@")[0] in _BOUNCE_SENDERS:
             return f"From {sender} with a bounce subject {mail.subject!r}"
     return None
+
+
+def _delivery_report(content_type: str | None) -> bool:
+    """``multipart/report; report-type=delivery-status``, read as the stdlib reads it.
+
+    From the header alone, so no mail is parsed whole for this guard: a multipart type
+    with a boundary parameter stands for "is multipart" (a parsed message is, unless its
+    body lacks the boundary lines, which only a broken report does).
+    """
+    if content_type is None or "report" not in content_type.lower():
+        return False  # nearly all mail: no need to parse the parameters
+    from email.message import Message
+    from email.utils import collapse_rfc2231_value
+
+    header = Message()
+    header["Content-Type"] = content_type
+    if header.get_content_type() != "multipart/report" or header.get_boundary() is None:
+        return False
+    return collapse_rfc2231_value(header.get_param("report-type", "")).lower() == _REPORT_TYPE_DSN

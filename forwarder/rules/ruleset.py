@@ -41,7 +41,7 @@ from forwarder.configfile.schema import (
 )
 from forwarder.configfile.yamlsource import scalar_text
 from forwarder.gateway import account as gateway
-from forwarder.mail import Mail
+from forwarder.mail import Mail, Reads
 from forwarder.rules.guards import GUARD_NAMES, GuardContext, Guards, auto_submitted_keyword
 from forwarder.rules.patterns import (
     DAY_NAMES,
@@ -133,6 +133,7 @@ class _Field:
     read: Callable[[_Facts], tuple[str, ...]] = field(compare=False)
     always_present: bool = False  # exactly one text in every mail (possibly '')
     address_header: str | None = None  # set for address fields: parsing them is costly
+    header_fields: tuple[str, ...] = ()  # the header fields ``read`` looks at (see Reads)
     folded_key: str = field(init=False, compare=False)  # cache key of the casefolded texts
 
     def __post_init__(self) -> None:
@@ -151,12 +152,17 @@ def _address_field(key: str, header: str) -> _Field:
                 texts.append(display_name)
         return tuple(texts)
 
-    return _Field(key, key, read, address_header=header)
+    return _Field(key, key, read, address_header=header, header_fields=(header,))
 
 
 def _header_field(name: str) -> _Field:
     """Any occurrence of a header that appears several times may match."""
-    return _Field(f"header:{name.lower()}", f"header {name}", lambda facts: facts.headers(name))
+    return _Field(
+        f"header:{name.lower()}",
+        f"header {name}",
+        lambda facts: facts.headers(name),
+        header_fields=(name,),
+    )
 
 
 _TEXT_FIELDS: dict[str, _Field] = {
@@ -164,7 +170,13 @@ _TEXT_FIELDS: dict[str, _Field] = {
     "to": _address_field("to", "To"),
     "cc": _address_field("cc", "Cc"),
     "reply_to": _address_field("reply_to", "Reply-To"),
-    "subject": _Field("subject", "subject", lambda f: (f.mail.subject,), always_present=True),
+    "subject": _Field(
+        "subject",
+        "subject",
+        lambda f: (f.mail.subject,),
+        always_present=True,
+        header_fields=("Subject",),
+    ),
     "body": _Field("body", "body", lambda f: (f.mail.body,), always_present=True),
     "folder": _Field("folder", "folder", lambda f: (f.mail.folder,), always_present=True),
     "account": _Field("account", "account", lambda f: (f.mail.account,), always_present=True),
@@ -172,6 +184,7 @@ _TEXT_FIELDS: dict[str, _Field] = {
         "auto_submitted",
         "auto_submitted",
         lambda f: tuple(auto_submitted_keyword(v) for v in f.headers("Auto-Submitted")),
+        header_fields=("Auto-Submitted",),
     ),
 }
 
@@ -199,7 +212,7 @@ class _Facts:
         self._headers: dict[str, tuple[str, ...]] = {}  # by lowercased name
         self._addresses: dict[str, list[tuple[str, str]]] = {}
         self._squashed: dict[str, str | None] = {}
-        self._present: set[str] | None = None  # lowercased names of the headers there
+        self._present: frozenset[str] | None = None  # lowercased names of the headers there
         self._local: datetime | None = None
 
     def headers(self, name: str) -> tuple[str, ...]:
@@ -218,7 +231,7 @@ class _Facts:
 
     def _has(self, lowercase_name: str) -> bool:
         if self._present is None:
-            self._present = {name.lower() for name in self.mail.message}
+            self._present = self.mail.head.names
         return lowercase_name in self._present
 
     def may_contain(self, header: str, needles: tuple[str, ...]) -> bool:
@@ -246,7 +259,7 @@ class _Facts:
         """The squashed text of all occurrences of ``header``; None when a prefilter is unsafe."""
         if not self._has(header.lower()):
             return ""
-        raw = "".join(str(value) for value in self.mail.message.get_all(header, []))
+        raw = "".join(self.mail.head.get_all(header))
         if _PREFILTER_UNSAFE.search(raw):
             return None
         # Display names are decoded from RFC 2047 words; without any, the raw text holds them
@@ -600,12 +613,21 @@ class RuleSet:
         self._matchers = tuple(
             (rule, None if rule.match is None else rule.match.test) for rule in rules
         )
+        reads = guards.reads
+        for rule in rules:
+            if rule.match is not None:
+                reads |= _reads(rule.match)
+        #: What ``decide`` reads of a mail: the header fields of the rules and the guards,
+        #: and whether the MIME structure or the body. The IMAP side fetches that for every
+        #: new mail (``Mailbox.fetch_summaries``), and the rest only for the mail that may
+        #: be forwarded.
+        self.reads: Reads = reads
 
     @property
     def needs_body(self) -> bool:
         """True if a rule reads ``body``: then the text of every new mail is fetched, not
-        only that of the mail the rules forward (guards read headers and structure only)."""
-        return any(rule.match is not None and _reads_body(rule.match) for rule in self.rules)
+        only that of the mail the rules forward (guards read headers only)."""
+        return self.reads.body
 
     def with_tests(self, tests: tuple[RuleTest, ...]) -> RuleSet:
         """The same rules with the config's ``tests:`` attached (``config.load`` reads them)."""
@@ -693,14 +715,22 @@ _PATTERN_HELP = (
 )
 
 
-def _reads_body(condition: Condition) -> bool:
+def _reads(condition: Condition) -> Reads:
+    """What a condition may read of a mail, whichever branch decides."""
     if isinstance(condition, TextMatch):
-        return condition.source is _TEXT_FIELDS["body"]
+        source = condition.source
+        fields = frozenset(name.lower() for name in source.header_fields)
+        return Reads(fields, body=source is _TEXT_FIELDS["body"])
+    if isinstance(condition, AttachmentMatch):
+        return Reads(structure=True)
     if isinstance(condition, AllOf | AnyOf):
-        return any(_reads_body(part) for part in condition.parts)
+        found = Reads()
+        for part in condition.parts:
+            found |= _reads(part)
+        return found
     if isinstance(condition, Not):
-        return _reads_body(condition.part)
-    return False
+        return _reads(condition.part)
+    return Reads()  # size (always fetched), time, days: nothing of the mail's own
 
 
 def _line_of(node: Any, key: Any, default: int) -> int:
