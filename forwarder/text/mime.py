@@ -306,6 +306,7 @@ def read_headers(raw: bytes) -> HeaderFields:
     hint = None if header.isascii() else _header_charset_hint(raw)
     if b" :" in header or b"\t:" in header:
         header = _OBSOLETE_HEADER_NAME.sub(rb"\1:", header)
+    header = _repair_header(header)  # as _parse does: the same fields, broken lines rejoined
     # Only the header is decoded; the blank line after it ends the field lines as it does
     # in the full parse.
     text = (header + (raw[cut : end[1]] if end else b"")).decode("ascii", "surrogateescape")
