@@ -324,6 +324,10 @@ def test_a_continuation_line_without_indent_stays_in_the_header() -> None:
         "caf=C3=A9\r\n",
     )
     assert (m.sender[0], m.subject, body(m)) == ("Ferenc", "Re: constructors", "café")
+    # The header read alone (Mail.head) and the parsed message agree on every field.
+    assert [m.head.get_all(name) for name in m.message] == [
+        m.message.get_all(name) for name in m.message
+    ]
 
 
 def test_a_body_without_a_blank_line_before_it_stays_the_body() -> None:
