@@ -133,6 +133,8 @@ _OBSOLETE_HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 #: A header field line as the stdlib parser recognises one (RFC 5322 §2.2: name, colon).
 _HEADER_FIELD = re.compile(rb"[!-9;-~]+:")
+#: A line (after the first) that is neither a field, a continuation nor empty.
+_BROKEN_HEADER_LINE = re.compile(rb"\n(?![ \t]|[!-9;-~]+:|\r?$)")
 #: Fields that only a header holds: seeing one further down proves the header goes on.
 _HEADER_ONLY_FIELD = re.compile(
     rb"(?:x-[!-9;-~]*|content-[!-9;-~]+|list-[!-9;-~]+|arc-[!-9;-~]+|dkim-signature"
@@ -183,6 +185,8 @@ def _repair_header(header: bytes) -> bytes:
     the start of a body that has no blank line before it, and stays.  A MIME boundary
     line ("--…") always starts the body.
     """
+    if not _BROKEN_HEADER_LINE.search(header):  # the usual header: nothing to rejoin
+        return header
     lines = header.split(b"\n")
     stop = next((i for i, line in enumerate(lines) if line.startswith(b"--")), len(lines))
     last = max((i for i in range(stop) if _HEADER_ONLY_FIELD.match(lines[i])), default=0)
