@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from forwarder.gateway.replies import (
     CLOCK_SKEW,
-    DEFAULT_REPLY_FROM,
     DETAIL_MAX_CHARS,
     QUOTED_TEXT_PREFIX_CHARS,
     GatewayReply,
@@ -31,7 +30,6 @@ from forwarder.gateway.replies import (
     Tie,
     TieMethod,
     explain,
-    is_gateway_reply,
     mask_subject,
     parse_reply,
     reply_text,
@@ -473,32 +471,6 @@ def test_no_password_ever_reaches_the_detail(password: str) -> None:
 )
 def test_mask_subject(subject: str, masked: str) -> None:
     assert mask_subject(subject) == masked
-
-
-# -- is_gateway_reply ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("sender", "expected"),
-    [
-        ("noreply@alphasms.com.ua", True),
-        ("robot@mail.alphasms.com.ua", True),
-        ("AlphaSMS <ROBOT@Mail.AlphaSMS.com.ua>", True),
-        ("x@alphasms.com.ua.evil.example", False),
-        ("x@notalphasms.com.ua", False),
-        ("boss@example.org", False),
-    ],
-)
-def test_gateway_replies_are_known_by_their_from(sender: str, expected: bool) -> None:
-    assert is_gateway_reply(reply("x", sender=sender)) is expected
-    assert is_gateway_reply(reply("x", sender=sender), DEFAULT_REPLY_FROM) is expected
-
-
-def test_reply_from_patterns_are_configurable() -> None:
-    mail = reply("x", sender="Gate <gate@sms.example>")
-    assert is_gateway_reply(mail, ["*@SMS.example"])
-    assert not is_gateway_reply(mail, [])
-    assert not is_gateway_reply(Mail(raw=b"Subject: no From\n\nAUTH"))
 
 
 # -- explain ---------------------------------------------------------------------------------

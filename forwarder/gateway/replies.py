@@ -23,7 +23,6 @@ unmasked text the matching works on; it is not for display.)
 from __future__ import annotations
 
 import enum
-import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,17 +30,14 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import HeaderParser
 
+from forwarder.gateway.account import MASK
 from forwarder.mail import Mail
-from forwarder.rules.guards import DEFAULT_REPLY_FROM
 from forwarder.text import htmltext, mime
 
 # -- constants -------------------------------------------------------------------------------
 
 #: Where gateway replies come from. The seed doc does not say; the provider's own domain
 #: and its subdomains (the gateway itself is ``mail.alphasms.com.ua``) are the safe guess.
-
-#: What replaces every Subject field after the alpha-name (same text as ``gateway.MASK``).
-MASK = "***"
 
 #: The longest ``GatewayReply.detail``: enough for a status page line and a log line.
 DETAIL_MAX_CHARS = 300
@@ -191,22 +187,6 @@ def mask_subject(subject: str) -> str:
 
 def _mask_lines(text: str) -> str:
     return "\n".join(mask_subject(line) for line in text.split("\n"))
-
-
-# -- who sent it -----------------------------------------------------------------------------
-
-
-def is_gateway_reply(mail: Mail, patterns: Sequence[str] = DEFAULT_REPLY_FROM) -> bool:
-    """Whether the From address matches one of the glob ``patterns``, ignoring case.
-
-    From is all there is to go on (seed doc: the reply's layout is not documented). It
-    can be forged, but a forged reply can only change what the status page says about
-    a request, never what forwarder sends.
-    """
-    address = mail.sender[1].lower()
-    return bool(address) and any(
-        fnmatch.fnmatchcase(address, pattern.lower()) for pattern in patterns
-    )
 
 
 # -- reading the text ------------------------------------------------------------------------

@@ -407,16 +407,13 @@ class MailFacts(Protocol):
     def describe(self) -> str: ...
 
 
-def render(
-    mail: MailFacts, options: SmsOptions, *, rule: str = "", now: datetime | None = None
-) -> SmsText:
+def render(mail: MailFacts, options: SmsOptions, *, now: datetime, rule: str = "") -> SmsText:
     """Fill the template with fields from the mail and fit it to the limits.
 
-    ``now`` is the reader's clock: its time zone is used for ``{date}`` (default: the
-    system's).  A mail without a Date header shows the server's arrival time.  If the
-    body cannot be decoded at all (a bug, not bad mail), the SMS goes out without it.
+    ``now`` is the reader's clock (required: the core reads no clock), and its time zone is
+    used for ``{date}``.  A mail without a Date header shows the server's arrival time.  If
+    the body cannot be decoded at all (a bug, not bad mail), the SMS goes out without it.
     """
-    now = now or datetime.now().astimezone()
     used = template_fields(options.template)
     name, address = mail.sender
     fields = {
