@@ -94,6 +94,8 @@ class Daemon:
             self.tracker,
             clock=self.clock,
             read_states=self.intake.read_states,
+            find_in_sent=self.intake.find_in_sent,
+            retry_in=self._schedule_retry,
             stopping=self._stopping,
         )
         self.scheduler = BackgroundScheduler(timezone=UTC)

@@ -16,6 +16,13 @@ What it must guarantee, and how:
   in_doubt → sent``), and every request that reaches the final dot is logged
   in ``sends`` in the same commit as ``in_doubt``: that log, not the rows'
   states, is what ``limits`` count, since one row may go out more than once.
+* A request whose 250 was never seen is a *doubt* (``doubts``): opened when it is
+  found (a cut-off after the dot, a restart), settled by the move that takes the row
+  out of ``in_doubt`` (a receipt, a resend) or by an alert; ``receipts`` keeps the
+  evidence found over IMAP. ``status`` counts them by outcome.
+* A write that fails because the disk is full (or will not write) raises
+  ``StateUnwritable`` after the rollback: nothing half-written, the checkpoint where it
+  was; the caller says so plainly and tries again later.
 """
 
 from __future__ import annotations
@@ -32,9 +39,18 @@ from typing import Any
 
 from forwarder.delivery.policy import DAY, HOUR, MINUTE, Candidate, SendCounts
 from forwarder.delivery.states import ANSWERABLE, DELIVERED, ORIGINALS, UNDER_WAY, State, check
-from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow
+from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow, Receipt
 
-SCHEMA_VERSION = 1
+#: 2: outbox.proof, tables receipts and doubts (issue 11). ``_migrate`` brings older files up.
+SCHEMA_VERSION = 2
+
+#: SQLite's primary result codes for "the disk is full" and "the disk would not write".
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+
+
+class StateUnwritable(sqlite3.OperationalError):
+    """The state file cannot be written: its disk is full, or failing. Nothing was written."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -96,6 +112,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     duplicate_of      INTEGER,
     summary_id        INTEGER,
     previous_ids      TEXT NOT NULL DEFAULT '',  -- Message-IDs of earlier tries (MSG:XXX resend)
+    proof             TEXT NOT NULL DEFAULT '',  -- last attempt at the dot: copy | sent_folder | ''
     UNIQUE (folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
@@ -124,6 +141,27 @@ CREATE TABLE IF NOT EXISTS replies (
     tie                TEXT NOT NULL,
     UNIQUE (folder, uidvalidity, uid)
 );
+-- Evidence that the SMTP server accepted a request: its copy to the owner, or its entry
+-- in the Sent folder (delivery.receipts), keyed on the request's Message-ID.
+CREATE TABLE IF NOT EXISTS receipts (
+    message_id TEXT PRIMARY KEY,
+    how        TEXT NOT NULL,
+    folder     TEXT NOT NULL DEFAULT '',
+    uid        INTEGER NOT NULL DEFAULT 0,
+    found_at   REAL NOT NULL
+);
+-- Every request found in doubt (no 250 seen after the final dot) and how it ended:
+-- receipt (confirmed, not sent again), resent (sent again without proof), alerted.
+CREATE TABLE IF NOT EXISTS doubts (
+    id         INTEGER PRIMARY KEY,
+    outbox_id  INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    began_at   REAL NOT NULL,
+    proof      TEXT NOT NULL DEFAULT '',
+    settled_at REAL,
+    outcome    TEXT
+);
+CREATE INDEX IF NOT EXISTS doubts_open ON doubts (outbox_id) WHERE settled_at IS NULL;
 CREATE TABLE IF NOT EXISTS blocked (
     recipient TEXT PRIMARY KEY,
     since     REAL NOT NULL,
@@ -157,6 +195,16 @@ class ReplyRow:
 
 
 @dataclass(frozen=True)
+class Doubt:
+    """An open doubt: the row ``outbox_id`` is ``in_doubt`` since ``began_at``."""
+
+    outbox_id: int
+    message_id: str
+    began_at: float
+    proof: str
+
+
+@dataclass(frozen=True)
 class Circuit:
     code: str
     detail: str
@@ -182,16 +230,48 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-        version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) > SCHEMA_VERSION:
+        version = self._schema_version()
+        if version is not None and version > SCHEMA_VERSION:
             raise RuntimeError(
                 f"{self.path} was written by a newer forwarder (schema {version}); "
                 "upgrade forwarder"
             )
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+        self._migrate(version)
+
+    def _schema_version(self) -> int | None:
+        """The file's schema version; None for a new file (no meta table yet)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:  # no such table: a new file
+            return None
+        return int(row["value"]) if row else None
+
+    def _migrate(self, version: int | None) -> None:
+        """Bring a file written by an older forwarder up to ``SCHEMA_VERSION``, in one commit.
+
+        v1 → v2: ``outbox.proof`` (its rows get '': nothing can prove their last attempt,
+        so a v1 row left ``in_doubt`` is settled by ``delivery.on_doubt`` at once); the new
+        tables come from ``_SCHEMA``'s ``IF NOT EXISTS``.
+        """
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction() as db:
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(outbox)")}
+            if "proof" not in columns:
+                db.execute("ALTER TABLE outbox ADD COLUMN proof TEXT NOT NULL DEFAULT ''")
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+            if version is not None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('migrated_from', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(version),),
+                )
 
     def close(self) -> None:
         with self._lock:
@@ -209,9 +289,13 @@ class Store:
             try:
                 yield self._db
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _unwritable(exc):
+                    raise StateUnwritable(
+                        f"the state file {self.path} cannot be written: {exc}"
+                    ) from exc
                 raise
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -291,14 +375,17 @@ class Store:
         outbox: Sequence[OutboxItem],
         *,
         advance_to: int | None,
+        receipts: Sequence[Receipt] = (),
     ) -> None:
-        """Write decisions, queue SMS and advance the checkpoint: all or nothing.
+        """Write decisions, queue SMS, record receipts and advance the checkpoint: all or
+        nothing.
 
         ``advance_to`` never moves the checkpoint backwards; None leaves it alone
         (used for late arrivals below the checkpoint).
         """
         now = self.clock()
         with self.transaction() as db:
+            self._add_receipts(db, folder, receipts, now)
             db.executemany(
                 "INSERT OR IGNORE INTO handled "
                 "(folder, uidvalidity, uid, message_id, action, rule, reason, at) "
@@ -360,6 +447,9 @@ class Store:
             f"UPDATE outbox SET state = ?, updated_at = ?{sets} WHERE id = ?",
             (new.value, self.clock(), *params, row_id),
         )
+        if found["state"] == State.IN_DOUBT and new is not State.IN_DOUBT:
+            # Whatever takes a row out of doubt settles its open doubt, in the same commit.
+            self._settle_doubt(db, row_id, _DOUBT_OUTCOMES.get(new, "gave up"))
 
     def start_attempt(self, row_id: int) -> None:
         """``sending``: one more SMTP attempt begins (nothing is sent before this commit)."""
@@ -372,12 +462,13 @@ class Store:
                 (self.clock(),),
             )
 
-    def before_dot(self, row_id: int) -> None:
+    def before_dot(self, row_id: int, *, proof: str = "") -> None:
         """``in_doubt``, and one more entry in the sends log, in one commit: from the final
-        dot on, the gateway may have the request (and bill it)."""
+        dot on, the gateway may have the request (and bill it). ``proof``: what a receipt of
+        this attempt would be (``delivery.receipts``), '' when none can come."""
         now = self.clock()
         with self.transaction() as db:
-            self._move(db, row_id, State.IN_DOUBT)
+            self._move(db, row_id, State.IN_DOUBT, ", proof = ?", (proof,))
             db.execute("INSERT INTO sends (outbox_id, at) VALUES (?, ?)", (row_id, now))
 
     def mark_sent(self, row_id: int, *, how: str | None = None) -> None:
@@ -392,9 +483,99 @@ class Store:
             )
 
     def mark_in_doubt(self, row_id: int, *, error: str) -> None:
-        """Still ``in_doubt``, with the error that cut the send off after the final dot."""
+        """Still ``in_doubt``, with the error that cut the send off after the final dot; the
+        doubt is opened in the same commit."""
         with self.transaction() as db:
             self._move(db, row_id, State.IN_DOUBT, ", last_error = ?", (error,))
+            self._open_doubt(db, row_id)
+
+    # -- doubts and receipts ------------------------------------------------------------------
+    def open_doubt(self, row_id: int) -> bool:
+        """Open a doubt for an ``in_doubt`` row (after a restart); False if one is open, or
+        if the row was alerted about already."""
+        with self.transaction() as db:
+            return self._open_doubt(db, row_id)
+
+    def _open_doubt(self, db: sqlite3.Connection, row_id: int) -> bool:
+        row = db.execute("SELECT message_id, proof FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if (
+            row is None
+            or db.execute(
+                "SELECT 1 FROM doubts WHERE outbox_id = ? "
+                "AND (settled_at IS NULL OR outcome = 'alerted')",
+                (row_id,),
+            ).fetchone()
+        ):
+            return False  # one is open, or a person was told already (on_doubt: alert)
+        db.execute(
+            "INSERT INTO doubts (outbox_id, message_id, began_at, proof) VALUES (?, ?, ?, ?)",
+            (row_id, row["message_id"], self.clock(), row["proof"]),
+        )
+        return True
+
+    def open_doubts(self) -> dict[int, Doubt]:
+        rows = self._query(
+            "SELECT outbox_id, message_id, began_at, proof FROM doubts WHERE settled_at IS NULL"
+        )
+        return {r["outbox_id"]: Doubt(**dict(r)) for r in rows}
+
+    def settle_doubt(self, row_id: int, outcome: str) -> None:
+        """Close the row's open doubt without moving the row (``delivery.on_doubt: alert``)."""
+        with self.transaction() as db:
+            self._settle_doubt(db, row_id, outcome)
+
+    def _settle_doubt(self, db: sqlite3.Connection, row_id: int, outcome: str) -> None:
+        db.execute(
+            "UPDATE doubts SET settled_at = ?, outcome = ? "
+            "WHERE outbox_id = ? AND settled_at IS NULL",
+            (self.clock(), outcome, row_id),
+        )
+
+    def doubt_counts(self) -> dict[str, int]:
+        """Doubts by outcome ('open' for those not settled yet), for status and the log."""
+        rows = self._query(
+            "SELECT COALESCE(outcome, 'open') AS outcome, COUNT(*) AS n FROM doubts "
+            "GROUP BY COALESCE(outcome, 'open')"
+        )
+        return {r["outcome"]: int(r["n"]) for r in rows}
+
+    def add_receipt(self, receipt: Receipt) -> bool:
+        """Record a receipt found outside a batch (a Sent-folder search); False if known."""
+        with self.transaction() as db:
+            return self._add_receipts(db, receipt.folder, [receipt], self.clock()) > 0
+
+    def _add_receipts(
+        self, db: sqlite3.Connection, folder: str, receipts: Sequence[Receipt], now: float
+    ) -> int:
+        added = 0
+        for r in receipts:
+            added += db.execute(
+                "INSERT OR IGNORE INTO receipts (message_id, how, folder, uid, found_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (r.message_id, r.how, r.folder or folder, r.uid, now),
+            ).rowcount
+        return added
+
+    def receipts_for(self, message_ids: Iterable[str]) -> dict[str, str]:
+        """Message-ID → how its receipt was found, for those of ``message_ids`` that have one."""
+        wanted = list(message_ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT message_id, how FROM receipts WHERE message_id IN ({marks})", chunk
+            )
+            found.update((r["message_id"], r["how"]) for r in rows)
+        return found
+
+    def is_request(self, message_id: str) -> bool:
+        """Whether ``message_id`` is (or was) one of our SMS requests' Message-IDs."""
+        return self.outbox_by_message_id(message_id) is not None
+
+    def prune_receipts(self, older_than: float) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM receipts WHERE found_at < ?", (older_than,)).rowcount
 
     def retry_later(self, row_id: int, *, error: str, not_before: float) -> None:
         """Back to ``pending`` after a transient failure, not before ``not_before``."""
@@ -656,6 +837,19 @@ class Store:
     def close_circuit(self) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM circuit WHERE name = 'gateway'")
+
+
+#: How a doubt ends when its row leaves ``in_doubt`` for each state.
+_DOUBT_OUTCOMES = {State.SENT: "receipt", State.PENDING: "resent", State.SENDING: "resent"}
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> bool:
+    """A full disk or a failing one (SQLITE_FULL, SQLITE_IOERR and its extended codes)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR)
+    text = str(exc).lower()
+    return "disk is full" in text or "disk i/o error" in text
 
 
 _INSERT_OUTBOX = (
