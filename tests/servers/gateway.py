@@ -519,7 +519,13 @@ class _GatewayHandler:
             )
         if fault is not None and not fault.accept:
             return self._drop(server)
-        await self.gateway._accepted(request, owners, raw)
+        # Once the final dot is in, the message is the server's whether or not the client
+        # stays for the 250 (a real MTA has queued it): a client that hangs up now makes
+        # aiosmtpd cancel this coroutine, so the acceptance runs shielded from that.
+        acceptance = asyncio.ensure_future(self.gateway._accepted(request, owners, raw))
+        self.gateway._accepting.add(acceptance)  # a strong reference while it runs
+        acceptance.add_done_callback(self.gateway._accepting.discard)
+        await asyncio.shield(acceptance)
         if fault is not None:
             return self._drop(server)
         if request is not None and (reply := self.gateway._take_reply()) is not None:
@@ -615,6 +621,7 @@ class GatewaySimulator:
         self._copies: list[tuple[str, bytes]] = []  # (owner's recipient, message) accepted
         self._filed: list[bytes] = []  # messages filed in Sent
         self._hangups = 0  # DATA commands to answer with 354 and then hang up on
+        self._accepting: set[asyncio.Future[None]] = set()  # on the server's loop only
         self._attempts = 0
         self._controller: _GatewayController | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
