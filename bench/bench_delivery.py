@@ -20,16 +20,16 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.servers
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support.servers
 
 from forwarder import config as config_module
 from forwarder.daemon import Daemon
 from forwarder.gateway.request import new_message_id
 from forwarder.records import LedgerEntry, OutboxItem
 from forwarder.store import Store
-from tests.configs import write_config
-from tests.servers import free_port
-from tests.servers.gateway import GatewaySimulator
+from tests.support.configs import write_config
+from tests.support.servers import free_port
+from tests.support.servers.gateway import GatewaySimulator
 
 TARGET_PER_SECOND = 50
 TEXT = "Monitoring: URGENT disk full on db1\nThe database volume /var/lib/pg is 99% full."

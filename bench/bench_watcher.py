@@ -2,14 +2,23 @@
 
 Run by hand (prints figures, asserts nothing)::
 
-    .venv/bin/python bench/bench_watcher.py [--mails 60] [--big 50000] [--burst 1000]
+    .venv/bin/python bench/bench_watcher.py [--mails N] [--watchers N] [--big N] [--burst N]
 
-Each figure runs ``forwarder run`` as a process against a private Dovecot and the gateway
+(defaults 60, 20, 50 000 and 1 000).
+
+The latency figures that tests/test_idle.py used to assert live here, where a busy machine
+makes a slow figure rather than a failed test:
+
+* watcher alone (an ``IdleWatcher`` in-process, one per sample): APPEND returned → NEW_MAIL
+  announced (target < 1.5 s; Dovecot waits ~0.5 s before it tells IDLE clients), and
+  ``stop()`` → the thread has ended, though it was waiting in IDLE (target < 1 s).
+
+The others run ``forwarder run`` as a process against a private Dovecot and the gateway
 simulator, as in production:
 
 * latency: APPEND returned → the gateway accepted the SMS, with IDLE (poll 300 s, so the
-  poll cannot help). Dovecot waits ~0.5 s before it tells IDLE clients: that is the floor.
-  Targets: p50 < 0.7 s, p99 < 1.5 s.
+  poll cannot help), alternating between two watched folders. Dovecot's ~0.5 s is the
+  floor. Targets: p50 < 0.7 s, p99 < 1.5 s, in each folder.
 * first start: folders of growing size are baselined by one SELECT; the time to baseline
   stays flat (in-process, one connection), and a daemon started on the largest folder has
   its checkpoint in < 2 s.
@@ -21,6 +30,7 @@ simulator, as in production:
 from __future__ import annotations
 
 import argparse
+import queue
 import sys
 import tempfile
 import time
@@ -33,20 +43,21 @@ from forwarder.config import ImapConfig  # noqa: E402
 from forwarder.configfile.schema import Secret  # noqa: E402
 from forwarder.imap.checkpoints import poll_folder  # noqa: E402
 from forwarder.imap.connection import Mailbox  # noqa: E402
+from forwarder.imap.idle import CONNECTED, NEW_MAIL, IdleWatcher  # noqa: E402
 from forwarder.store import Store  # noqa: E402
-from tests.configs import write_config  # noqa: E402
-from tests.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
-from tests.servers import wait_until  # noqa: E402
-from tests.servers.dovecot import DovecotServer  # noqa: E402
-from tests.servers.gateway import GatewaySimulator  # noqa: E402
-from tests.servers.mails import make_mail  # noqa: E402
+from tests.support.configs import imap_config, write_config  # noqa: E402
+from tests.support.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
+from tests.support.servers import wait_until  # noqa: E402
+from tests.support.servers.dovecot import DovecotServer  # noqa: E402
+from tests.support.servers.gateway import GatewaySimulator  # noqa: E402
+from tests.support.servers.mails import make_mail  # noqa: E402
 
 USER = "bench"
 NO_LIMITS = {"per_minute": 100_000, "per_hour": 100_000, "per_day": 100_000, "dedup_window": 0}
 
 
 class Account:
-    """What ``tests.configs.write_config`` needs to know about the IMAP side."""
+    """What ``tests.support.configs.write_config`` needs to know about the IMAP side."""
 
     def __init__(self, server: DovecotServer) -> None:
         self.host, self.port, self.user, self.password = (
@@ -75,23 +86,60 @@ def daemon_config(directory: Path, server: DovecotServer, gateway: GatewaySimula
     )  # fmt: skip
 
 
+def bench_watcher_alone(server: DovecotServer, samples: int) -> None:
+    config = imap_config(Account(server), idle_renew=600)
+    announced, stopped = [], []
+    events: queue.Queue[tuple[str, float]] = queue.Queue()
+    for n in range(samples):
+        watcher = IdleWatcher(config, "INBOX", lambda _f, e: events.put((e, time.monotonic())))
+        watcher.start()
+        expect(events, CONNECTED)
+        server.append(USER, "INBOX", make_mail(f"watcher probe {n}"))
+        appended = time.monotonic()
+        announced.append(expect(events, NEW_MAIL) - appended)
+        started = time.monotonic()
+        watcher.stop()
+        watcher.join(10)
+        stopped.append(time.monotonic() - started)
+        assert not watcher.alive, "stop() did not end the watcher"
+    print(f"watcher alone over {samples} samples: APPEND → announced p50 "
+          f"{percentile(announced, 0.5):.3f} s, max {max(announced):.3f} s (target < 1.5 s); "
+          f"stop() → ended p50 {percentile(stopped, 0.5) * 1000:.1f} ms, "
+          f"max {max(stopped) * 1000:.1f} ms (target < 1 s)")  # fmt: skip
+
+
+def expect(events: queue.Queue[tuple[str, float]], wanted: str, timeout: float = 10) -> float:
+    """When ``wanted`` was announced; other events before it are skipped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event, at = events.get(timeout=max(0.0, deadline - time.monotonic()))
+        if event == wanted:
+            return at
+
+
 def bench_latency(work: Path, server: DovecotServer, gateway: GatewaySimulator, mails: int):
-    config = daemon_config(work / "latency", server, gateway)
+    folders = ("INBOX", "Alerts")
+    server.create_folder(USER, "Alerts", exist_ok=True)
+    config = daemon_config(work / "latency", server, gateway, folders=list(folders))
     with DaemonProcess(config) as daemon:
-        daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        for folder in folders:
+            daemon.wait_for_checkpoint(folder)
+            daemon.wait_for_meta(f"idle:{folder}", "connected")
         base = len(gateway.received)
-        latencies = []
+        latencies: dict[str, list[float]] = {folder: [] for folder in folders}
         for n in range(1, mails + 1):
+            folder = folders[n % len(folders)]
             raw = make_mail(f"urgent {n}", f"latency probe {n}")
-            server.append(USER, "INBOX", raw)
+            server.append(USER, folder, raw)
             arrived = time.monotonic()
             gateway.wait_for(base + n, timeout=10)
-            latencies.append(time.monotonic() - arrived)
+            latencies[folder].append(time.monotonic() - arrived)
         daemon.stop()
-    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-    print(f"latency over {mails} mails (IDLE, poll 300 s): p50 {p50:.3f} s, p99 {p99:.3f} s, "
-          f"max {max(latencies):.3f} s (targets p50 < 0.7 s, p99 < 1.5 s)")  # fmt: skip
+    for folder, values in latencies.items():
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        print(f"latency in {folder} over {len(values)} mails (IDLE, poll 300 s): "
+              f"p50 {p50:.3f} s, p99 {p99:.3f} s, max {max(values):.3f} s "
+              "(targets p50 < 0.7 s, p99 < 1.5 s)")  # fmt: skip
 
 
 def bench_first_start(work: Path, server: DovecotServer, gateway: GatewaySimulator, big: int):
@@ -130,7 +178,7 @@ def bench_burst(work: Path, server: DovecotServer, gateway: GatewaySimulator, bu
     urgent = max(1, burst // 100)
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint("Burst")
-        daemon.wait_for_log("IDLE on Burst: connected")
+        daemon.wait_for_meta("idle:Burst", "connected")
         before = len(gateway.received)
         started = time.monotonic()
         server.fill(USER, "Burst", burst - urgent)  # one MULTIAPPEND: arrives as one burst
@@ -150,6 +198,7 @@ def bench_burst(work: Path, server: DovecotServer, gateway: GatewaySimulator, bu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=60, help="latency samples")
+    parser.add_argument("--watchers", type=int, default=20, help="watcher-alone samples")
     parser.add_argument("--big", type=int, default=50_000, help="largest folder to baseline")
     parser.add_argument("--burst", type=int, default=1_000, help="mails in the burst")
     args = parser.parse_args()
@@ -160,6 +209,7 @@ def main() -> None:
     ):
         work = Path(tmp)
         server.create_folder(USER, "INBOX", exist_ok=True)
+        bench_watcher_alone(server, args.watchers)
         bench_latency(work, server, gateway, args.mails)
         bench_first_start(work, server, gateway, args.big)
         bench_burst(work, server, gateway, args.burst)

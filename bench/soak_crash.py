@@ -38,12 +38,12 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.servers
 
-from tests.configs import write_config  # noqa: E402
-from tests.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
-from tests.servers import wait_until  # noqa: E402
-from tests.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer  # noqa: E402
-from tests.servers.gateway import GatewaySimulator  # noqa: E402
-from tests.servers.mails import make_mail  # noqa: E402
+from tests.support.configs import write_config  # noqa: E402
+from tests.support.daemonproc import DaemonProcess, read_checkpoint  # noqa: E402
+from tests.support.servers import wait_until  # noqa: E402
+from tests.support.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer  # noqa: E402
+from tests.support.servers.gateway import GatewaySimulator  # noqa: E402
+from tests.support.servers.mails import make_mail  # noqa: E402
 
 SUBJECT = "urgent soak {}"
 DRAIN_TIMEOUT = 180.0

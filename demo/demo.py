@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers.dovecot import DovecotServer  # noqa: E402
-from tests.servers.gateway import GatewaySimulator  # noqa: E402
-from tests.servers.mails import make_mail  # noqa: E402
+from tests.support.servers.dovecot import DovecotServer  # noqa: E402
+from tests.support.servers.gateway import GatewaySimulator  # noqa: E402
+from tests.support.servers.mails import make_mail  # noqa: E402
 
 USER = "demo@example.com"
 OWNER = "380501234567"

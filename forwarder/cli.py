@@ -20,8 +20,9 @@ from forwarder.config import Config, ConfigError
 from forwarder.delivery.states import FINAL, State
 from forwarder.gateway.request import new_message_id
 from forwarder.mail import Mail
+from forwarder.ops import logs
 from forwarder.pipeline import plan
-from forwarder.store import Store
+from forwarder.store import DEFAULT_ACCOUNT, Store
 
 EX_OK = 0
 EX_FAIL = 1
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="override log_level from the config",
     )
+    run.add_argument(
+        "--log-format",
+        choices=config_module.LOG_FORMATS,
+        help="override log_format from the config: plain lines (default, for journald) "
+        "or one JSON object per line",
+    )
 
     command("check", "Validate the config file without touching any server.", _check)
     command(
@@ -114,22 +121,14 @@ def _load(args: argparse.Namespace) -> Config | int:
         return EX_CONFIG
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # imapclient logs protocol lines at DEBUG; they are redacted, but not needed.
-    logging.getLogger("imapclient").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
 def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
-    _setup_logging(args.log_level or config.log_level)
+    logs.SCRUBBER.update(logs.config_secrets(config))
+    logs.configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
+    for warning in config.warnings:
+        logger.warning("%s", warning)
     from forwarder import crashpoints
     from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
 
@@ -164,10 +163,27 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if len(config.accounts) == 1:
+        where = f"folders {', '.join(config.imap.folders)}"
+    else:
+        where = "accounts " + ", ".join(
+            f"{a.name} ({', '.join(a.folders)})" for a in config.accounts
+        )
     print(
         f"{args.config}: OK — {len(config.ruleset.names)} rule(s), "
-        f"folders {', '.join(config.imap.folders)}, SMS via {config.gateway.mode.value} mode"
+        f"{where}, SMS via {config.gateway.mode.value} mode"
     )
+    for account in config.accounts:
+        polled = [f for f in account.folders if f not in account.idle_folders]
+        if account.idle and polled:
+            name = "" if len(config.accounts) == 1 else f"{account.name}: "
+            print(
+                f"  {name}imap.max_connections {account.max_connections} allows IDLE on "
+                f"{len(account.idle_folders)} folder(s); polled every "
+                f"{account.poll_interval:g} s instead: {', '.join(polled)}"
+            )
     return EX_OK
 
 
@@ -256,6 +272,11 @@ def _try(args: argparse.Namespace) -> int:
         for line in sms_info["text"].splitlines() or [""]:
             print(f"  | {line}")
     return EX_OK
+
+
+def _account_key(account: str, key: str) -> str:
+    """A meta key as ``AccountStore`` writes it for ``account``."""
+    return key if account == DEFAULT_ACCOUNT else f"{account}:{key}"
 
 
 def _ago(timestamp: float | None) -> str:
@@ -373,11 +394,35 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
         "started_at": meta_time("started_at"),
         "running": _daemon_alive(store),
         "stopped_at": meta_time("stopped_at"),
-        "last_poll": meta_time("last_poll"),
-        "last_poll_error": store.get_meta("last_poll_error") or None,
+        "last_poll": max(
+            (t for a in config.accounts if (t := meta_time(_account_key(a.name, "last_poll")))),
+            default=None,
+        ),
+        "last_poll_error": "; ".join(
+            f"{a.name}: {e}" if len(config.accounts) > 1 else e
+            for a in config.accounts
+            if (e := store.get_meta(_account_key(a.name, "last_poll_error")))
+        )
+        or None,
+        # Folders of the default account by name, others' as "account:folder".
         "folders": {
-            folder: {"uidvalidity": cp.uidvalidity, "last_uid": cp.last_uid, "updated_at": at}
-            for folder, (cp, at) in store.checkpoints().items()
+            (folder if account == DEFAULT_ACCOUNT else f"{account}:{folder}"): {
+                "uidvalidity": cp.uidvalidity,
+                "last_uid": cp.last_uid,
+                "updated_at": at,
+            }
+            for (account, folder), (cp, at) in store.checkpoints().items()
+        },
+        "accounts": {
+            account.name: {
+                "host": account.host,
+                "folders": list(account.folders),
+                "idle_folders": list(account.idle_folders),
+                "last_poll": meta_time(_account_key(account.name, "last_poll")),
+                "last_poll_error": store.get_meta(_account_key(account.name, "last_poll_error"))
+                or None,
+            }
+            for account in config.accounts
         },
         "state_disk": _state_disk(config.state),
         "outbox": store.count_states(),

@@ -11,13 +11,15 @@ import dataclasses
 import ipaddress
 import os
 import re
+import shlex
+import urllib.parse
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from forwarder.configfile.schema import Problems, Secret, Section
-from forwarder.configfile.yamlsource import ConfigError, load_file
+from forwarder.configfile.yamlsource import ConfigError, Problem, load_file
 from forwarder.delivery.policy import LimitsConfig
 from forwarder.delivery.receipts import Receipts
 from forwarder.delivery.receipts import resolve as resolve_receipts
@@ -32,6 +34,8 @@ DEFAULT_STATE = "/var/lib/forwarder/state.db"
 SECURITY = ("tls", "starttls", "plain")
 IMAP_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
+LOG_FORMATS = ("plain", "json")
+METRICS_PORT = 9187
 
 __all__ = ["Config", "ConfigError", "load"]
 
@@ -68,6 +72,9 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ImapConfig:
+    """One IMAP account: the single ``imap:`` section (named ``default``) or an item of
+    ``accounts:``."""
+
     host: str
     port: int
     security: str  # tls | starttls | plain (plain only to loopback)
@@ -81,6 +88,17 @@ class ImapConfig:
     ca_file: str | None = None
     fetch_bytes: int = 4096  # how much of each text part to fetch: the SMS needs only the start
     keyword: str | None = None  # e.g. "$Forwarded": flag handled mail, when PERMANENTFLAGS allow
+    name: str = "default"  # the account's name: state rows, status and rules' account: match
+    max_connections: int | None = None  # None: 1 + one IDLE connection per folder
+
+    @property
+    def idle_folders(self) -> tuple[str, ...]:
+        """The folders that get an IDLE connection within the connection budget: one
+        connection is the round's, the rest IDLE; folders beyond the budget are polled."""
+        if not self.idle:
+            return ()
+        budget = len(self.folders) if self.max_connections is None else self.max_connections - 1
+        return self.folders[: max(0, budget)]
 
 
 @dataclass(frozen=True)
@@ -114,9 +132,41 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus text at ``http://HOST:PORT/metrics``; served only when ``listen`` is set."""
+
+    listen: tuple[str, int] | None = None  # (host, port); host an IP address or localhost
+    allow_remote: bool = False  # the endpoint has no authentication: loopback unless said
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """A healthchecks.io-style dead man's switch: GET after good rounds, ``/fail`` on bad."""
+
+    ping_url: Secret | None = None  # whoever knows it can ping: kept out of logs like a secret
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """SMS to the owner about forwarder itself (the mailbox cannot be read, and back)."""
+
+    enabled: bool = True
+    imap_down_after: float = 1800.0
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """The systemd watchdog (active when the unit sets ``WatchdogSec=``)."""
+
+    # No finished round for this long: hung, the pings stop and systemd restarts forwarder.
+    # None: forwarder.ops.watchdog.round_bound(poll_interval, timeout), at least 15 min.
+    round_timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
-    imap: ImapConfig
+    accounts: tuple[ImapConfig, ...]
     smtp: SmtpConfig
     gateway: Account
     delivery: DeliveryConfig
@@ -128,6 +178,25 @@ class Config:
     pause: float = 3600.0  # after AUTH/FORBIDDEN/NO LIST, wait this long before one probe SMS
     probe_wait: float = 300.0  # a probe with no error reply within this long closes the circuit
     log_level: str = "INFO"
+    log_format: str = "plain"  # plain | json (one JSON object per line)
+    metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
+    # Things worth fixing that do not stop forwarder (a secret in a file others can read).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def imap(self) -> ImapConfig:
+        """The first (with ``imap:``, the only) account."""
+        return self.accounts[0]
+
+    def account(self, name: str) -> ImapConfig:
+        """The account called ``name``; KeyError if this config has none by that name."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(name)
 
     @property
     def receipts(self) -> Receipts:
@@ -149,14 +218,20 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     top = Section(document, "", problems, file=str(path), line=1)
 
-    imap = _imap(top.section("imap"))
+    accounts = _accounts(top)
     smtp = _smtp(top.section("smtp"))
     account, reply_from, pause, probe_wait = _gateway(top.section("gateway"), smtp)
-    delivery = _delivery(top.section("delivery"), imap)
+    watched = {folder for imap in accounts for folder in imap.folders}
+    delivery = _delivery(top.section("delivery"), watched)
     limits = _limits(top.section("limits"))
     sms = _sms(top.section("sms"), account.max_length)
     state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
     log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format = top.str("log_format", _defaults(Config)["log_format"], choices=LOG_FORMATS)
+    metrics = _metrics(top.section("metrics"))
+    health = _health(top.section("health"))
+    alerts = _alerts(top.section("alerts"))
+    watchdog = _watchdog(top.section("watchdog"))
     context = GuardContext(
         reply_from=reply_from,
         own_domain=delivery.message_id_domain,
@@ -170,7 +245,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     return Config(
         source=Path(path),
-        imap=imap,
+        accounts=accounts,
         smtp=smtp,
         gateway=account,
         delivery=delivery,
@@ -182,7 +257,37 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         pause=pause,
         probe_wait=probe_wait,
         log_level=log_level,
+        log_format=log_format,
+        metrics=metrics,
+        health=health,
+        alerts=alerts,
+        watchdog=watchdog,
+        warnings=tuple(_exposed_secrets(problems.inline_secrets)),
     )
+
+
+def _exposed_secrets(inline: list[Problem]) -> list[str]:
+    """A warning per config file that holds a secret and that group or others can read."""
+    by_file: dict[str, list[Problem]] = {}
+    for found in inline:
+        by_file.setdefault(found.file, []).append(found)
+    warnings = []
+    for file, found in by_file.items():
+        try:
+            mode = os.stat(file).st_mode & 0o777
+        except OSError:
+            continue
+        if not mode & 0o044:
+            continue
+        who = {0o040: "its group", 0o004: "every user"}.get(mode & 0o044, "its group and others")
+        names = ", ".join(sorted({f.message for f in found}))
+        first = min(f.line for f in found)
+        warnings.append(
+            f"{file}:{first}: {names} {'is' if len(found) == 1 else 'are'} written in this "
+            f"file, which {who} can read (mode {mode:04o}): run  chmod 600 {shlex.quote(file)}  "
+            "(or move the secret to a *_file setting, e.g. a systemd credential: see README)"
+        )
+    return warnings
 
 
 def _security(section: Section, host: str | None) -> str:
@@ -196,7 +301,40 @@ def _security(section: Section, host: str | None) -> str:
     return security
 
 
-def _imap(s: Section) -> ImapConfig:
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def _accounts(top: Section) -> tuple[ImapConfig, ...]:
+    """``imap:`` (one account, named ``default``) or ``accounts:`` (several, each named)."""
+    if not top.has("accounts"):
+        return (_imap(top.section("imap"), "default"),)
+    if top.has("imap"):
+        top.error("imap", "use imap: for one account or accounts: for several, not both")
+    accounts: list[ImapConfig] = []
+    first_line: dict[str, int] = {}
+    for section in top.sections("accounts", what="accounts (each item starting '- name:')"):
+        name = section.str("name", what="an account name", check=_check_account_name) or ""
+        if name in first_line:
+            section.error(
+                "name",
+                f"{section.name('name')}: account name {name!r} is used twice, at line "
+                f"{first_line[name]} and line {section.line('name')}",
+            )
+        first_line.setdefault(name, section.line("name"))
+        accounts.append(_imap(section, name))
+    if not accounts:
+        top.error("accounts", "accounts must list at least one account")
+        accounts.append(_imap(top.section("imap"), "default"))
+    return tuple(accounts)
+
+
+def _check_account_name(value: str) -> str | None:
+    if not ACCOUNT_NAME.fullmatch(value):
+        return "must be a short name of lower-case letters, digits, - and _ (like work)"
+    return None
+
+
+def _imap(s: Section, name: str) -> ImapConfig:
     host = s.str("host", what="a host name")
     security = _security(s, host)
     d = _defaults(ImapConfig)
@@ -217,6 +355,8 @@ def _imap(s: Section) -> ImapConfig:
         ca_file=_ca_file(s),
         fetch_bytes=s.size("fetch_bytes", d["fetch_bytes"]),
         keyword=s.str("keyword", None, check=_check_keyword),
+        name=name,
+        max_connections=s.int("max_connections", None, minimum=1, maximum=100),
     )
     if config.idle_renew >= 29 * 60:
         s.error("idle_renew", "imap.idle_renew must be below 29 minutes (RFC 2177 §3)")
@@ -367,7 +507,7 @@ def _check_address(value: str) -> str | None:
     return None
 
 
-def _delivery(s: Section, imap: ImapConfig) -> DeliveryConfig:
+def _delivery(s: Section, watched: set[str]) -> DeliveryConfig:
     d = _defaults(DeliveryConfig)
     config = DeliveryConfig(
         on_doubt=s.str("on_doubt", d["on_doubt"], choices=("resend", "alert")),
@@ -388,11 +528,12 @@ def _delivery(s: Section, imap: ImapConfig) -> DeliveryConfig:
             "message_id_domain", d["message_id_domain"], what="a domain", check=check_domain
         ),
     )
-    if config.receipt_folder is not None and config.receipt_folder in imap.folders:
+    if config.receipt_folder is not None and config.receipt_folder in watched:
         # A copy moved into a watched folder would come back as new mail, again and again.
         s.error(
             "receipt_folder",
-            f"delivery.receipt_folder {config.receipt_folder!r} is one of imap.folders; "
+            f"delivery.receipt_folder {config.receipt_folder!r} is a watched folder "
+            "(imap.folders); "
             "name a folder forwarder does not watch",
         )
     explicit = config.receipts
@@ -449,3 +590,81 @@ def _sms(s: Section, max_length: int) -> SmsOptions:
     )
     s.finish()
     return options
+
+
+def _metrics(s: Section) -> MetricsConfig:
+    allow_remote = s.bool("allow_remote", _defaults(MetricsConfig)["allow_remote"])
+    raw = s.str("listen", None, what='an address like "127.0.0.1:9187"')
+    listen = None
+    if raw is not None:
+        listen = _listen_address(raw)
+        if listen is None:
+            s.error(
+                "listen",
+                f"metrics.listen must be HOST:PORT with an IP address or localhost, like "
+                f'"127.0.0.1:{METRICS_PORT}" or "[::1]:{METRICS_PORT}", not {raw!r}',
+            )
+        elif not allow_remote and not is_loopback(listen[0]):
+            s.error(
+                "listen",
+                f"metrics.listen: {listen[0]} is not a loopback address, and /metrics has no "
+                "password: set metrics.allow_remote: true to serve it to the network",
+            )
+            listen = None
+    s.finish()
+    return MetricsConfig(listen=listen, allow_remote=allow_remote)
+
+
+def _listen_address(value: str) -> tuple[str, int] | None:
+    """("127.0.0.1", 9187) from "127.0.0.1:9187", "[::1]:9187", "localhost:9187" or "9187"."""
+    value = value.strip()
+    if value.isdigit():
+        host, port_text = "127.0.0.1", value
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not port_text.isdigit():
+            return None
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            return None  # an IPv6 address needs brackets: [::1]:9187
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        return None
+    if host.lower() != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    return host, port
+
+
+def _health(s: Section) -> HealthConfig:
+    def url(value: str) -> str | None:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The URL itself is not repeated: it works as a password for the check.
+            return "must be an http:// or https:// URL, like https://hc-ping.com/<uuid>"
+        return None
+
+    ping_url = s.str("ping_url", None, what="a URL", check=url)
+    s.finish()
+    return HealthConfig(ping_url=Secret(ping_url) if ping_url else None)
+
+
+def _alerts(s: Section) -> AlertsConfig:
+    d = _defaults(AlertsConfig)
+    config = AlertsConfig(
+        enabled=s.bool("enabled", d["enabled"]),
+        # A few seconds is allowed (tests use it); under a few minutes, every network blip
+        # becomes two SMS.
+        imap_down_after=s.duration("imap_down_after", d["imap_down_after"], minimum=1),
+    )
+    s.finish()
+    return config
+
+
+def _watchdog(s: Section) -> WatchdogConfig:
+    config = WatchdogConfig(round_timeout=s.duration("round_timeout", None, minimum=1))
+    s.finish()
+    return config

@@ -29,15 +29,18 @@ Nothing here schedules, sends or handles signals: that is the daemon's and deliv
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from forwarder import crashpoints
 from forwarder.backoff import Backoff
 from forwarder.clock import Clock
-from forwarder.config import Config
+from forwarder.config import Config, ImapConfig
 from forwarder.delivery.policy import ReadState
 from forwarder.delivery.receipts import ID_HEADERS, Receipts, own_ids
 from forwarder.gateway.request import new_message_id
@@ -50,18 +53,52 @@ from forwarder.imap.connection import (
     MailboxError,
     PermanentError,
 )
-from forwarder.imap.idle import CONNECTED, IdleWatchers
+from forwarder.imap.idle import CONNECTED, DISCONNECTED, UNSUPPORTED, IdleWatchers
 from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.records import LedgerEntry, OutboxItem, OutboxRow, Receipt
-from forwarder.rules.ruleset import FORWARD
-from forwarder.store import StateUnwritable, Store
+from forwarder.rules.ruleset import FORWARD, SKIP, Decision
+from forwarder.store import DEFAULT_ACCOUNT, StateUnwritable, Store
 
 logger = logging.getLogger(__name__)
 
+#: The ledger's actions as a batch's summary line says them ("INBOX: 4950 skipped, 50 ...").
+_PAST = {"forward": "forwarded", "skip": "skipped", "reply": "gateway replies", "error": "errors"}
+
+
+def _needs_text(decision: Decision) -> bool:
+    """Forwarded mail shows its text in the SMS; the reply tracker reads a gateway reply's."""
+    return decision.action == FORWARD or decision.gateway_reply
+
+
+class Observer:
+    """What intake tells the rest of the process (systemd watchdog, metrics); no-ops here.
+
+    The daemon passes one bound to the account (``forwarder.ops`` behind it).
+    """
+
+    def watch_idle(self, watchers: IdleWatchers) -> None:
+        """IDLE threads about to start: the watchdog watches each."""
+
+    def idle_heartbeat(self, folder: str, within: float | None) -> None:
+        """An IDLE thread is alive (None: it ended on purpose)."""
+
+    def forget_idle(self) -> None:
+        """The IDLE threads are being stopped on purpose."""
+
+    def idle_connected(self, folder: str, up: bool) -> None:
+        """A folder's IDLE connection came up, or went down."""
+
+    def batch_decided(self, counts: Counter[str]) -> None:
+        """A batch was committed: how many mails got each ledger action."""
+
+    def reply_recorded(self, code: str) -> None:
+        """A gateway reply was recorded, with its code."""
+
 
 class Intake:
-    """Reads one IMAP account: polls, IDLE, batches decided and committed with checkpoints.
+    """Reads one IMAP account (``name``, an item of ``config.accounts``): polls, IDLE,
+    batches decided and committed with checkpoints.
 
     ``wake()`` asks the daemon for a round (an IDLE announcement, a reconnection);
     ``retry_in(seconds)`` asks for one when the backoff ends; ``on_commit()`` is called after
@@ -79,9 +116,13 @@ class Intake:
         retry_in: Callable[[float], None],
         stopping: threading.Event,
         on_commit: Callable[[], None] = lambda: None,
+        name: str = DEFAULT_ACCOUNT,
+        observer: Observer | None = None,
     ) -> None:
+        self.name = name
+        self.observer = observer or Observer()
         self.config = config
-        self.store = store
+        self.store = store.account(name)  # checkpoints, ledger and meta of this account
         self.tracker = tracker
         self.clock = clock
         self._wake = wake
@@ -100,15 +141,33 @@ class Intake:
         self._sent_folder: str | None = None  # found on the server (RFC 6154)
         self._said: set[str] = set()  # problems said once (no Sent folder, ...)
         self.unwritable: str | None = None  # why the state file cannot be written, if so
+        self.last_error: MailboxError | None = None  # of the last poll; None: it worked
+        # The account's own round: one account down or slow never delays another.
+        self.round_lock = threading.Lock()
+        self.again = threading.Event()
+
+    @property
+    def imap(self) -> ImapConfig:
+        """This account's settings in the config of the moment."""
+        return self.config.account(self.name)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_idle(self) -> None:
-        if self.config.imap.idle and not self._stopping.is_set():
-            watchers = IdleWatchers(self.config.imap, self._idle_event)
+        imap = self.imap
+        if imap.idle_folders and not self._stopping.is_set():
+            watchers = IdleWatchers(
+                imap,
+                self._idle_event,
+                folders=imap.idle_folders,
+                heartbeat=self.observer.idle_heartbeat,
+            )
+            self.observer.watch_idle(watchers)
             self._watchers.append(watchers)
             watchers.start()
 
     def stop_idle(self) -> None:
+        if self._watchers:
+            self.observer.forget_idle()
         while self._watchers:
             self._watchers.pop().stop()
 
@@ -121,7 +180,7 @@ class Intake:
     def reconfigure(self, fresh: Config) -> None:
         """Take a reloaded config. New IMAP settings: new connections and a fresh backoff;
         the same ones: the operator may have fixed the account, so every wait ends now."""
-        changed = fresh.imap != self.config.imap
+        changed = fresh.account(self.name) != self.imap
         with self._lock:
             if changed:
                 self.stop_idle()
@@ -148,7 +207,14 @@ class Intake:
         return all(w.alive for watchers in self._watchers for w in watchers.watchers)
 
     def _idle_event(self, folder: str, event: str) -> None:
-        """From an IDLE thread: new mail, or a (re)connection that proves the server is up."""
+        """From an IDLE thread: new mail, a (re)connection that proves the server is up, or
+        a lost connection. Whether each folder's IDLE is connected is kept in the state
+        file (``idle:<folder>``), for ``status`` and for tests to wait on."""
+        if event in (CONNECTED, DISCONNECTED, UNSUPPORTED):
+            self.store.set_meta(f"idle:{folder}", event)
+            self.observer.idle_connected(folder, event == CONNECTED)
+        if event in (DISCONNECTED, UNSUPPORTED):
+            return
         if event == CONNECTED:
             self.backoff.retry_now()
         logger.debug("IDLE on %s: %s", folder, event)
@@ -184,7 +250,7 @@ class Intake:
             kept = self.mailbox is not None
             try:
                 mailbox = self._connection()
-                for folder in self.config.imap.folders:
+                for folder in self.imap.folders:
                     if self._stopping.is_set():
                         return
                     self._poll_folder(mailbox, folder)
@@ -204,7 +270,7 @@ class Intake:
         now = self.clock.monotonic()
         # The late-arrival check costs a SEARCH when nothing is new: once per poll_interval.
         last = self._late_checked.get(folder)
-        check_late = last is None or now - last >= self.config.imap.poll_interval
+        check_late = last is None or now - last >= self.imap.poll_interval
         try:
             try:
                 poll_folder(mailbox, self.store, folder, self._handle_batch, check_late=check_late)
@@ -253,6 +319,7 @@ class Intake:
 
     def _failed(self, exc: MailboxError) -> None:
         """Back off, and say so: a wrong password once, not every round."""
+        self.last_error = exc
         permanent = isinstance(exc, PermanentError)
         delay, news = self.backoff.failed(str(exc), permanent=permanent)
         self.store.set_meta("last_poll_error", str(exc))
@@ -274,11 +341,10 @@ class Intake:
         self._retry_in(delay)
 
     def _succeeded(self) -> None:
+        self.last_error = None
         failures = self.backoff.succeeded()
         if failures:
-            logger.info(
-                "IMAP %s works again after %d failed attempt(s)", self.config.imap.host, failures
-            )
+            logger.info("IMAP %s works again after %d failed attempt(s)", self.imap.host, failures)
             self.reachable()  # an IDLE thread may be in a long backoff
         self.store.set_meta("last_poll", str(self.clock.time()))
         self.store.set_meta("last_poll_error", "")
@@ -290,7 +356,7 @@ class Intake:
                     f"IMAP unreachable ({self.backoff.last_error}); next try in "
                     f"{self.backoff.remaining():.0f} s"
                 )
-            mailbox = Mailbox(self.config.imap)
+            mailbox = Mailbox(self.imap)
             mailbox.connect()
             self.mailbox = mailbox
         return self.mailbox
@@ -330,11 +396,11 @@ class Intake:
             return in_batch.get(message_id) or self.store.forwarded_as(message_id)
 
         receipts: list[Receipt] = []
-        for mail in self._with_text(batch, now):
+        for mail, decided in self._with_text(batch, now):
             if (request := self._receipt_of(mail)) is not None:
                 receipts.append(Receipt(request, Receipts.COPY.value, batch.folder, mail.uid))
                 reason = f"the receipt of SMS request {request}: the SMTP server accepted it"
-                entries.append(LedgerEntry(mail.uid, mail.message_id or request, "skip", None,
+                entries.append(LedgerEntry(mail.uid, mail.message_id or request, SKIP, None,
                                            reason))  # fmt: skip
                 logger.info("mail %s: %s", mail.describe(), reason)
                 continue
@@ -345,6 +411,7 @@ class Intake:
                     now,
                     new_message_id=lambda: new_message_id(domain),
                     forwarded_as=forwarded_as,
+                    decision=decided,
                 )
             except Exception as exc:
                 logger.exception("mail %s could not be processed; skipped", mail.describe())
@@ -357,8 +424,19 @@ class Intake:
             outbox.extend(result.outbox)
             if result.entry.action == FORWARD and mail.message_id:
                 in_batch[mail.message_id] = f"{batch.folder}/{mail.uid}"
-            logger.info(
-                "mail %s: %s (%s)", mail.describe(), result.entry.action, result.entry.reason
+            # Skipped mail at DEBUG: a backlog of 5 000 must not become 5 000 INFO lines.
+            logger.log(
+                logging.DEBUG if result.entry.action == SKIP else logging.INFO,
+                "mail %s: %s (%s)",
+                mail.describe(),
+                result.entry.action,
+                result.entry.reason,
+                extra={
+                    "folder": mail.folder,
+                    "uid": mail.uid,
+                    "message_id": mail.message_id,
+                    "rule": result.entry.rule,
+                },
             )
         if outbox:
             crashpoints.reach(crashpoints.AFTER_FETCH)
@@ -375,6 +453,15 @@ class Intake:
         if outbox:
             crashpoints.reach(crashpoints.AFTER_COMMIT)
             self._on_commit()
+        counts = Counter(e.action for e in entries)
+        self.observer.batch_decided(counts)
+        logger.info(
+            "%s: %s",
+            batch.folder if self.name == DEFAULT_ACCOUNT else f"{self.name}:{batch.folder}",
+            ", ".join(f"{n} {_PAST.get(action, action)}" for action, n in sorted(counts.items()))
+            + (f"; {len(outbox)} SMS queued" if outbox else ""),
+            extra={"folder": batch.folder},
+        )
         return [e.uid for e in entries if e.action == FORWARD]
 
     def _receipt_of(self, mail: Mail) -> str | None:
@@ -387,21 +474,42 @@ class Intake:
                 return message_id
         return None
 
-    def _with_text(self, batch: Batch, now) -> list[Mail]:
-        ruleset = self.config.ruleset
-        if ruleset.needs_body:
-            wanted = batch.mails
-        else:
-            wanted = [mail for mail in batch.mails if self._text_needed(mail, now)]
-        return batch.with_text(wanted) if wanted else batch.mails
+    def _with_text(self, batch: Batch, now: datetime) -> list[tuple[Mail, Decision | None]]:
+        """The batch's mails, with their text where it is needed, each with the decision made
+        on the headers when that decision stands (None: decide again, with the text).
 
-    def _text_needed(self, mail: Mail, now) -> bool:
-        """Would the header-only rules forward it, or is it a gateway reply? (Pure, cheap.)"""
+        Without a rule that reads the body, the header-only decision is final for the mail
+        that gets no text; the few that will be forwarded (or are gateway replies) are
+        decided again once their text is here, since the guards may read it.
+        """
+        if self.config.ruleset.needs_body:
+            return [(self._own(mail), None) for mail in batch.with_text(batch.mails)]
+        decided = [(mail, self._header_decision(mail, now)) for mail in map(self._own, batch.mails)]
+        wanted = [mail for mail, decision in decided if decision is None or _needs_text(decision)]
+        if not wanted:
+            return decided
+        # with_text gives every mail of the batch (those wanted with their text), less any
+        # the server refused to send: those stay out of the ledger and are tried again.
+        asked = {mail.uid for mail in wanted}
+        decisions = {mail.uid: decision for mail, decision in decided}
+        return [
+            (self._own(mail), None if mail.uid in asked else decisions[mail.uid])
+            for mail in batch.with_text(wanted)
+        ]
+
+    def _own(self, mail: Mail) -> Mail:
+        """The mail, saying which account it came from (rules may match on ``account``)."""
+        if mail.account == self.name:
+            return mail
+        return dataclasses.replace(mail, account=self.name)
+
+    def _header_decision(self, mail: Mail, now: datetime) -> Decision | None:
+        """The rules' decision on the headers alone; None if deciding raised (plan() meets
+        the same error with the whole mail, and logs it)."""
         try:
-            decision = self.config.ruleset.decide(mail, now)
-        except Exception:  # plan() meets the same error with the whole mail, and logs it
-            return True
-        return decision.action == FORWARD or decision.gateway_reply
+            return self.config.ruleset.decide(mail, now)
+        except Exception:
+            return None
 
     def _record_reply(self, mail: Mail) -> None:
         """Hand a gateway reply to the tracker before the checkpoint passes it.
@@ -410,9 +518,11 @@ class Intake:
         checkpoint commit re-reads the reply without acting on it twice.
         """
         try:
-            self.tracker.record(mail)
+            reply = self.tracker.record(mail)
         except Exception:
             logger.exception("gateway reply %s could not be recorded", mail.describe())
+            return
+        self.observer.reply_recorded(reply.code.value)
 
     # -- delivery's questions -------------------------------------------------------------------
     def find_in_sent(self, message_ids: Sequence[str]) -> dict[str, Receipt] | None:

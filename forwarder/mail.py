@@ -27,6 +27,7 @@ class Mail:
     flags: frozenset[str] = field(default_factory=frozenset)
     internal_date: datetime | None = None
     attachment_hint: bool | None = None
+    account: str = "default"  # the name of the IMAP account it came from (config accounts:)
 
     @cached_property
     def message(self) -> Message:

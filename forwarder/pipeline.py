@@ -80,6 +80,7 @@ def plan(
     new_message_id: Callable[[], str],
     forwarded_as: Callable[[str], str | None] = _not_forwarded,
     explain: bool = False,
+    decision: Decision | None = None,
 ) -> Plan:
     """Decide about one mail and, if it is to be forwarded, compose its SMS requests.
 
@@ -87,8 +88,11 @@ def plan(
     the same Message-ID, if any: one message can stand in two watched folders (a Gmail
     label is a folder; a filter may copy), or be delivered twice, and must cost one SMS.
     ``explain`` keeps the rules' trace in the decision (``forwarder try --explain``).
+    ``decision`` is the rules' decision about this very ``mail`` at ``now`` when the caller
+    has it already (intake decides once to know which mail needs its text fetched).
     """
-    decision = config.ruleset.decide(mail, now, explain=explain)
+    if decision is None:
+        decision = config.ruleset.decide(mail, now, explain=explain)
     message_id = mail.message_id or f"<uid-{mail.uid}@{mail.folder}>"
     if decision.gateway_reply:
         return Plan(

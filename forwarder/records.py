@@ -90,6 +90,7 @@ class OutboxRow:
     attempted_at: float | None = None
     duplicate_of: int | None = None
     summary_id: int | None = None
+    account: str = "default"
     proof: str = ""  # what the last attempt that reached the final dot can be proved by
 
 

@@ -28,11 +28,12 @@ What it must guarantee, and how:
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,10 @@ from forwarder.delivery.policy import DAY, HOUR, MINUTE, Candidate, SendCounts
 from forwarder.delivery.states import ANSWERABLE, DELIVERED, ORIGINALS, UNDER_WAY, State, check
 from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow, Receipt
 
-#: 2: outbox.proof, tables receipts and doubts (issue 11). ``_migrate`` brings older files up.
-SCHEMA_VERSION = 2
+#: 2: every folder-keyed row is keyed by account as well.
+#: 3: outbox.proof, tables receipts and doubts (issue 11). Older files are brought up to it.
+SCHEMA_VERSION = 3
+DEFAULT_ACCOUNT = "default"
 
 #: SQLite's primary result codes for "the disk is full" and "the disk would not write".
 _SQLITE_FULL, _SQLITE_IOERR = 13, 10
@@ -59,13 +62,16 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 -- Per folder: everything with UID <= last_uid in this UIDVALIDITY has been decided.
 CREATE TABLE IF NOT EXISTS checkpoints (
-    folder      TEXT PRIMARY KEY,
+    account     TEXT NOT NULL DEFAULT 'default',
+    folder      TEXT NOT NULL,
     uidvalidity INTEGER NOT NULL,
     last_uid    INTEGER NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (account, folder)
 );
 -- Every mail looked at and what was decided: the ledger behind 'never twice'.
 CREATE TABLE IF NOT EXISTS handled (
+    account     TEXT NOT NULL DEFAULT 'default',
     folder      TEXT NOT NULL,
     uidvalidity INTEGER NOT NULL,
     uid         INTEGER NOT NULL,
@@ -74,7 +80,7 @@ CREATE TABLE IF NOT EXISTS handled (
     rule        TEXT,
     reason      TEXT NOT NULL,
     at          REAL NOT NULL,
-    PRIMARY KEY (folder, uidvalidity, uid)
+    PRIMARY KEY (account, folder, uidvalidity, uid)
 );
 -- One row per SMS request: kind 'mail' (one per mail and recipient) or 'summary' (of held
 -- mail; folder '' and a negative uid). state: pending → sending → in_doubt → sent, or
@@ -83,6 +89,7 @@ CREATE TABLE IF NOT EXISTS handled (
 CREATE TABLE IF NOT EXISTS outbox (
     id                INTEGER PRIMARY KEY,
     kind              TEXT NOT NULL DEFAULT 'mail',
+    account           TEXT NOT NULL DEFAULT 'default',
     folder            TEXT NOT NULL,
     uidvalidity       INTEGER NOT NULL,
     uid               INTEGER NOT NULL,
@@ -113,7 +120,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     summary_id        INTEGER,
     previous_ids      TEXT NOT NULL DEFAULT '',  -- Message-IDs of earlier tries (MSG:XXX resend)
     proof             TEXT NOT NULL DEFAULT '',  -- last attempt at the dot: copy | sent_folder | ''
-    UNIQUE (folder, uidvalidity, uid, recipient)
+    UNIQUE (account, folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
 -- One message in two watched folders (or delivered twice) must cost one SMS.
@@ -130,6 +137,7 @@ CREATE INDEX IF NOT EXISTS sends_at ON sends (at);
 -- Gateway replies (BANNED, FORBIDDEN, NO LIST, MSG:XXX, AUTH, ...), kept 90 days.
 CREATE TABLE IF NOT EXISTS replies (
     id                 INTEGER PRIMARY KEY,
+    account            TEXT NOT NULL DEFAULT 'default',
     folder             TEXT NOT NULL,
     uidvalidity        INTEGER NOT NULL,
     uid                INTEGER NOT NULL,
@@ -139,7 +147,7 @@ CREATE TABLE IF NOT EXISTS replies (
     detail             TEXT NOT NULL,
     request_message_id TEXT,
     tie                TEXT NOT NULL,
-    UNIQUE (folder, uidvalidity, uid)
+    UNIQUE (account, folder, uidvalidity, uid)
 );
 -- Evidence that the SMTP server accepted a request: its copy to the owner, or its entry
 -- in the Sent folder (delivery.receipts), keyed on the request's Message-ID.
@@ -183,6 +191,7 @@ CREATE TABLE IF NOT EXISTS circuit (
 @dataclass(frozen=True)
 class ReplyRow:
     id: int
+    account: str
     folder: str
     uidvalidity: int
     uid: int
@@ -214,6 +223,19 @@ class Circuit:
     probe_sent: float | None
 
 
+def _create_private(path: Path) -> None:
+    """A new state file is the owner's alone: its directory 0700, the file 0600.
+
+    It holds what mail came from whom (never a secret, but private all the same).
+    SQLite gives its -wal and -shm files the mode of the database, so creating the
+    file first, with 0600, is enough. Existing files and directories are left as
+    they are: the owner may have chosen their modes.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 class Store:
     """Thread-safe access to the state file (one connection, one lock: the load is tiny)."""
 
@@ -221,7 +243,7 @@ class Store:
         self.path = Path(path)
         self.clock = clock
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=30
@@ -230,48 +252,73 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._schema_version()
-        if version is not None and version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} was written by a newer forwarder (schema {version}); "
-                "upgrade forwarder"
-            )
         with self._lock:
+            version = self._schema_version()
+            if version is not None and version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer forwarder (schema {version}); "
+                    "upgrade forwarder"
+                )
+            if version == 1:
+                self._migrate_from_1()
             self._db.executescript(_SCHEMA)
-        self._migrate(version)
+        if version is not None and version < 3:
+            self._migrate_to_3(version)
+        elif version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        # An up-to-date file is not written to here: status must open it on a full disk.
 
     def _schema_version(self) -> int | None:
-        """The file's schema version; None for a new file (no meta table yet)."""
-        try:
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.OperationalError:  # no such table: a new file
+        """The version a state file was written with; None for a new file."""
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if found is None:
             return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row["value"]) if row else None
 
-    def _migrate(self, version: int | None) -> None:
-        """Bring a file written by an older forwarder up to ``SCHEMA_VERSION``, in one commit.
+    def _migrate_from_1(self) -> None:
+        """Schema 1 → 2: the folder-keyed tables get an ``account`` column (``default``).
 
-        v1 → v2: ``outbox.proof`` (its rows get '': nothing can prove their last attempt,
-        so a v1 row left ``in_doubt`` is settled by ``delivery.on_doubt`` at once); the new
-        tables come from ``_SCHEMA``'s ``IF NOT EXISTS``.
+        SQLite cannot change a primary key in place, so each table is rebuilt: renamed,
+        created anew, copied, dropped; all in one transaction, so a crash midway leaves
+        schema 1 as it was.
         """
-        if version == SCHEMA_VERSION:
-            return
+        tables = ("checkpoints", "handled", "outbox", "replies")
+        with self.transaction() as db:
+            for index in ("outbox_state", "handled_message_id", "outbox_dedup"):
+                db.execute(f"DROP INDEX IF EXISTS {index}")
+            for table in tables:
+                db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+            for statement in _statements(_SCHEMA):
+                db.execute(statement)
+            for table in tables:
+                columns = [r["name"] for r in db.execute(f"PRAGMA table_info({table}_v1)")]
+                names = ", ".join(columns)
+                db.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_v1")
+                db.execute(f"DROP TABLE {table}_v1")
+            db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+    def _migrate_to_3(self, version: int) -> None:
+        """Schema 2 → 3: ``outbox.proof`` (old rows get '': nothing can prove their last
+        attempt, so a row left ``in_doubt`` goes straight to ``delivery.on_doubt``); the
+        tables ``receipts`` and ``doubts`` came from ``_SCHEMA``'s ``IF NOT EXISTS``. One
+        commit; ``migrated_from`` remembers where the file came from."""
         with self.transaction() as db:
             columns = {r["name"] for r in db.execute("PRAGMA table_info(outbox)")}
-            if "proof" not in columns:
+            if "proof" not in columns:  # a schema-1 file was rebuilt with it already
                 db.execute("ALTER TABLE outbox ADD COLUMN proof TEXT NOT NULL DEFAULT ''")
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
-            if version is not None:
+            for key, value in (("schema_version", SCHEMA_VERSION), ("migrated_from", version)):
                 db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('migrated_from', ?) "
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(version),),
+                    (key, str(value)),
                 )
+
+    def account(self, name: str) -> AccountStore:
+        """This state file as one account's intake sees it (its checkpoints and ledger)."""
+        return AccountStore(self, name)
 
     def close(self) -> None:
         with self._lock:
@@ -316,53 +363,68 @@ class Store:
             )
 
     # -- checkpoints --------------------------------------------------------------------------
-    def checkpoint(self, folder: str) -> Checkpoint | None:
+    def checkpoint(self, folder: str, *, account: str = DEFAULT_ACCOUNT) -> Checkpoint | None:
         rows = self._query(
-            "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+            "SELECT uidvalidity, last_uid FROM checkpoints WHERE account = ? AND folder = ?",
+            (account, folder),
         )
         return Checkpoint(rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else None
 
-    def checkpoints(self) -> dict[str, tuple[Checkpoint, float]]:
-        rows = self._query("SELECT * FROM checkpoints ORDER BY folder")
+    def checkpoints(self) -> dict[tuple[str, str], tuple[Checkpoint, float]]:
+        """Every checkpoint: (account, folder) → (checkpoint, when it last moved)."""
+        rows = self._query("SELECT * FROM checkpoints ORDER BY account, folder")
         return {
-            r["folder"]: (Checkpoint(r["uidvalidity"], r["last_uid"]), r["updated_at"])
+            (r["account"], r["folder"]): (
+                Checkpoint(r["uidvalidity"], r["last_uid"]),
+                r["updated_at"],
+            )
             for r in rows
         }
 
-    def baseline(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+    def baseline(
+        self, folder: str, uidvalidity: int, last_uid: int, *, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         """Start (or restart, after a UIDVALIDITY change) a folder without forwarding its mail."""
         with self.transaction() as db:
-            self._set_checkpoint(db, folder, uidvalidity, last_uid)
+            self._set_checkpoint(db, account, folder, uidvalidity, last_uid)
 
     def _set_checkpoint(
-        self, db: sqlite3.Connection, folder: str, uidvalidity: int, last_uid: int
+        self, db: sqlite3.Connection, account: str, folder: str, uidvalidity: int, last_uid: int
     ) -> None:
         db.execute(
-            "INSERT INTO checkpoints (folder, uidvalidity, last_uid, updated_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET "
+            "INSERT INTO checkpoints (account, folder, uidvalidity, last_uid, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, folder) DO UPDATE SET "
             "uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, "
             "updated_at = excluded.updated_at",
-            (folder, uidvalidity, last_uid, self.clock()),
+            (account, folder, uidvalidity, last_uid, self.clock()),
         )
 
     def forwarded_as(self, message_id: str) -> str | None:
-        """``folder/UID`` of a mail with this Message-ID that was forwarded, if any."""
+        """``folder/UID`` (``account:folder/UID`` beyond the default account) of a mail with
+        this Message-ID that was forwarded, in any account: one message costs one SMS."""
         rows = self._query(
-            "SELECT folder, uid FROM handled WHERE message_id = ? AND action = 'forward' LIMIT 1",
+            "SELECT account, folder, uid FROM handled WHERE message_id = ? "
+            "AND action = 'forward' LIMIT 1",
             (message_id,),
         )
-        return f"{rows[0]['folder']}/{rows[0]['uid']}" if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        where = f"{r['folder']}/{r['uid']}"
+        return where if r["account"] == DEFAULT_ACCOUNT else f"{r['account']}:{where}"
 
-    def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
+    def handled_uids(
+        self, folder: str, uidvalidity: int, uids: Iterable[int], *, account: str = DEFAULT_ACCOUNT
+    ) -> set[int]:
         wanted = list(uids)
         found: set[int] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._query(
-                "SELECT uid FROM handled WHERE folder = ? AND uidvalidity = ? "
+                "SELECT uid FROM handled WHERE account = ? AND folder = ? AND uidvalidity = ? "
                 f"AND uid IN ({marks})",
-                (folder, uidvalidity, *chunk),
+                (account, folder, uidvalidity, *chunk),
             )
             found.update(r["uid"] for r in rows)
         return found
@@ -375,6 +437,7 @@ class Store:
         outbox: Sequence[OutboxItem],
         *,
         advance_to: int | None,
+        account: str = DEFAULT_ACCOUNT,
         receipts: Sequence[Receipt] = (),
     ) -> None:
         """Write decisions, queue SMS, record receipts and advance the checkpoint: all or
@@ -388,23 +451,27 @@ class Store:
             self._add_receipts(db, folder, receipts, now)
             db.executemany(
                 "INSERT OR IGNORE INTO handled "
-                "(folder, uidvalidity, uid, message_id, action, rule, reason, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "(account, folder, uidvalidity, uid, message_id, action, rule, reason, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (folder, uidvalidity, h.uid, h.message_id, h.action, h.rule, h.reason, now)
+                    (account, folder, uidvalidity, h.uid, h.message_id, h.action, h.rule,
+                     h.reason, now)
                     for h in handled
                 ],
-            )
+            )  # fmt: skip
             db.executemany(
-                _INSERT_OUTBOX, [_outbox_values(folder, uidvalidity, o, now) for o in outbox]
+                _INSERT_OUTBOX,
+                [_outbox_values(account, folder, uidvalidity, o, now) for o in outbox],
             )
             if advance_to is not None:
                 current = db.execute(
-                    "SELECT uidvalidity, last_uid FROM checkpoints WHERE folder = ?", (folder,)
+                    "SELECT uidvalidity, last_uid FROM checkpoints "
+                    "WHERE account = ? AND folder = ?",
+                    (account, folder),
                 ).fetchone()
                 stale = current is None or current["uidvalidity"] != uidvalidity
                 if stale or advance_to > current["last_uid"]:
-                    self._set_checkpoint(db, folder, uidvalidity, advance_to)
+                    self._set_checkpoint(db, account, folder, uidvalidity, advance_to)
 
     # -- outbox -------------------------------------------------------------------------------
     def due(self, now: float | None = None, limit: int = 100) -> list[OutboxRow]:
@@ -417,6 +484,13 @@ class Store:
             (State.PENDING.value, now, limit),
         )
         return [_outbox_row(r) for r in rows]
+
+    def next_due(self) -> float | None:
+        """When the next pending row comes due (``not_before``), or None if none is pending."""
+        rows = self._query(
+            "SELECT MIN(not_before) AS t FROM outbox WHERE state = ?", (State.PENDING.value,)
+        )
+        return rows[0]["t"]
 
     def outbox_in(self, *states: State) -> list[OutboxRow]:
         marks = ",".join("?" * len(states))
@@ -665,14 +739,19 @@ class Store:
         )
         return bool(rows)
 
-    def add_summary(self, item: OutboxItem, held_ids: Sequence[int]) -> int:
-        """Queue a summary SMS and mark the held rows it reports, in one commit."""
+    def add_summary(
+        self, item: OutboxItem, held_ids: Sequence[int] = (), *, kind: str = "summary"
+    ) -> int:
+        """Queue an SMS of forwarder's own (``kind`` summary, or alert) and mark the held rows
+        it reports, in one commit."""
         now = self.clock()
         with self.transaction() as db:
             lowest = db.execute("SELECT MIN(uid) FROM outbox WHERE folder = ''").fetchone()[0]
             uid = min(lowest or 0, 0) - 1  # summaries: folder '' and a fresh negative uid
-            summary = dataclasses.replace(item, uid=uid, kind="summary")
-            cursor = db.execute(_INSERT_OUTBOX, _outbox_values("", 0, summary, now))
+            summary = dataclasses.replace(item, uid=uid, kind=kind)
+            cursor = db.execute(
+                _INSERT_OUTBOX, _outbox_values(DEFAULT_ACCOUNT, "", 0, summary, now)
+            )
             summary_id = int(cursor.lastrowid or 0)
             db.executemany(
                 "UPDATE outbox SET summary_id = ?, updated_at = ? WHERE id = ?",
@@ -727,13 +806,16 @@ class Store:
         request_message_id: str | None,
         tie: str,
         received_at: float,
+        account: str = DEFAULT_ACCOUNT,
     ) -> bool:
-        """Record a reply once (keyed on folder/uidvalidity/uid); False if already recorded."""
+        """Record a reply once (keyed on account/folder/uidvalidity/uid); False if already."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO replies (folder, uidvalidity, uid, received_at, code, "
-                "msg_code, detail, request_message_id, tie) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO replies (account, folder, uidvalidity, uid, received_at, "
+                "code, msg_code, detail, request_message_id, tie) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    account,
                     folder,
                     uidvalidity,
                     uid,
@@ -853,16 +935,78 @@ def _unwritable(exc: sqlite3.OperationalError) -> bool:
 
 
 _INSERT_OUTBOX = (
-    "INSERT OR IGNORE INTO outbox (kind, folder, uidvalidity, uid, source_message_id, rule, "
-    "recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, message_id, "
-    "state, created_at, updated_at, due_at, not_before, unless_read, dedup_key) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO outbox (kind, account, folder, uidvalidity, uid, source_message_id, "
+    "rule, recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, "
+    "message_id, state, created_at, updated_at, due_at, not_before, unless_read, dedup_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def _outbox_values(folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, one at a time (executescript would COMMIT first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+
+
+class AccountStore:
+    """One account's view of the state file: the calls intake and the checkpoints make,
+    with the account filled in. Meta keys get the account's prefix beyond ``default``."""
+
+    def __init__(self, store: Store, account: str) -> None:
+        self.store = store
+        self.name = account
+        self._meta_prefix = "" if account == DEFAULT_ACCOUNT else f"{account}:"
+
+    def checkpoint(self, folder: str) -> Checkpoint | None:
+        return self.store.checkpoint(folder, account=self.name)
+
+    def baseline(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        self.store.baseline(folder, uidvalidity, last_uid, account=self.name)
+
+    def handled_uids(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> set[int]:
+        return self.store.handled_uids(folder, uidvalidity, uids, account=self.name)
+
+    def record_batch(
+        self,
+        folder: str,
+        uidvalidity: int,
+        handled: Sequence[LedgerEntry],
+        outbox: Sequence[OutboxItem],
+        *,
+        advance_to: int | None,
+        receipts: Sequence[Receipt] = (),
+    ) -> None:
+        self.store.record_batch(
+            folder,
+            uidvalidity,
+            handled,
+            outbox,
+            advance_to=advance_to,
+            account=self.name,
+            receipts=receipts,
+        )
+
+    def is_request(self, message_id: str) -> bool:
+        return self.store.is_request(message_id)  # a copy may land in any account's folder
+
+    def forwarded_as(self, message_id: str) -> str | None:
+        return self.store.forwarded_as(message_id)  # across accounts: one message, one SMS
+
+    def get_meta(self, key: str) -> str | None:
+        return self.store.get_meta(self._meta_prefix + key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.store.set_meta(self._meta_prefix + key, value)
+
+
+def _outbox_values(account: str, folder: str, uidvalidity: int, o: OutboxItem, now: float) -> tuple:
     return (
         o.kind,
+        account,
         folder,
         uidvalidity,
         o.uid,

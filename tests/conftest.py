@@ -10,14 +10,17 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.servers.dovecot import INSTALL_HINT, DovecotServer, dovecot_installed
-from tests.servers.gateway import GatewaySimulator
+from tests.support.servers.dovecot import (
+    INSTALL_HINT,
+    DovecotServer,
+    ImapAccount,
+    dovecot_installed,
+)
+from tests.support.servers.gateway import GatewaySimulator
 
 SERVER_FIXTURES = frozenset(
     {"dovecot_server", "imap_user", "dovecot_factory", "gateway", "gateway_factory"}
@@ -67,19 +70,6 @@ def dovecot_server() -> Iterator[DovecotServer]:
     _require_dovecot()
     with DovecotServer(tls=True) as server:
         yield server
-
-
-@dataclass(frozen=True)
-class ImapAccount:
-    """Where and as whom a client logs in: a fresh, empty mailbox on ``server``."""
-
-    host: str
-    port: int
-    tls_port: int | None
-    user: str
-    password: str
-    ca_file: Path
-    server: DovecotServer = field(repr=False)
 
 
 @pytest.fixture
@@ -142,17 +132,18 @@ def gateway_factory() -> Iterator[Callable[..., GatewaySimulator]]:
 @pytest.fixture
 def clock():
     """A clock the test moves by hand (delivery windows, delays) instead of waiting."""
-    from tests.delivery_support import FakeClock
+    from tests.support.delivery import FakeClock
 
     return FakeClock()
 
 
 @pytest.fixture
 def daemons() -> Iterator[list[Any]]:
-    """In-process daemons a test made (``delivery_support.start``); closed afterwards."""
+    """In-process daemons a test made (``tests.support.delivery.start``); closed afterwards."""
     made: list[Any] = []
     yield made
     for daemon in made:
-        daemon.intake.close()
+        for intake in daemon.intakes.values():
+            intake.close()
         daemon.delivery.close()
         daemon.store.close()

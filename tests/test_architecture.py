@@ -20,6 +20,7 @@ PURE = (
     "forwarder.records", "forwarder.pipeline", "forwarder.delivery.policy",
     "forwarder.delivery.receipts", "forwarder.delivery.states", "forwarder.gateway.account",
     "forwarder.gateway.request", "forwarder.gateway.replies", "forwarder.imap.bodystructure",
+    "forwarder.ops.status", "forwarder.ops.readiness", "forwarder.ops.alerts",
 )  # fmt: skip
 
 

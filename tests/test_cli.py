@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from forwarder.cli import EX_CONFIG, EX_NOINPUT, EX_OK, EX_TEMPFAIL, main
-from tests.servers.mails import make_mail
+from tests.support.servers.mails import make_mail
 
 BASE = {
     "imap": {"host": "imap.example.com", "username": "me", "password": "imap-secret"},

@@ -32,13 +32,13 @@ from types import SimpleNamespace
 import pytest
 
 from forwarder import crashpoints
-from tests.configs import write_config
 from tests.conftest import _require_dovecot
-from tests.daemonproc import DaemonProcess
-from tests.servers import wait_until
-from tests.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer
-from tests.servers.gateway import GatewaySimulator
-from tests.servers.mails import make_mail
+from tests.support.configs import write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.servers import wait_until
+from tests.support.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer
+from tests.support.servers.gateway import GatewaySimulator
+from tests.support.servers.mails import make_mail
 
 pytestmark = pytest.mark.server
 _users = itertools.count(1)

@@ -12,8 +12,8 @@ import pytest
 
 from forwarder.cli import main as cli_main
 from forwarder.delivery.states import State
-from tests.configs import ALPHA, OWNER
-from tests.delivery_support import (
+from tests.support.configs import ALPHA, OWNER
+from tests.support.delivery import (
     API_KEY,
     LIST_ID,
     MODES,

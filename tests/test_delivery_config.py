@@ -417,7 +417,7 @@ def test_explicit_receipt_settings_load(tmp_path: Path) -> None:
          "delivery.receipt_to: must be an e-mail address alone"),
         (["  receipt_wait: 0"], "  receipt_wait: 0", "delivery.receipt_wait must be at least 1"),
         (["  receipt_folder: INBOX"], "  receipt_folder: INBOX",
-         "delivery.receipt_folder 'INBOX' is one of imap.folders"),
+         "delivery.receipt_folder 'INBOX' is a watched folder"),
         (["  receipts: copy", "  sent_folder: Sent"], "  sent_folder: Sent",
          "delivery.sent_folder is only used with receipts: sent_folder"),
         (["  receipts: sent_folder", "  receipt_folder: Receipts"], "  receipt_folder: Receipts",

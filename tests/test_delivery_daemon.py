@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from forwarder.cli import main as cli_main
-from tests.configs import OWNER, write_config
-from tests.daemonproc import DaemonProcess
-from tests.delivery_support import MODES, SECRETS, smtp_settings
-from tests.servers import wait_until
-from tests.servers.mails import make_mail
+from tests.support.configs import OWNER, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.delivery import MODES, SECRETS, smtp_settings
+from tests.support.servers import wait_until
+from tests.support.servers.mails import make_mail
 
 
 def outbox(config: Path) -> list[dict]:

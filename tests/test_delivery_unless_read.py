@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from forwarder.cli import status_data
-from tests.delivery_support import our_log, queue, row
-from tests.delivery_support import start as start_daemon
-from tests.servers.mails import make_mail
+from tests.support.delivery import our_log, queue, row
+from tests.support.delivery import start as start_daemon
+from tests.support.servers.mails import make_mail
 
 RULES = [
     {

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.configs import ALPHA, OWNER, write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers.mails import make_mail
+from tests.support.configs import ALPHA, OWNER, write_config
+from tests.support.daemonproc import DaemonProcess, read_ledger
+from tests.support.servers.mails import make_mail
 
 
 def forwarder(*args: str) -> subprocess.CompletedProcess[str]:
@@ -139,4 +139,6 @@ def test_one_message_in_two_watched_folders_or_delivered_twice_costs_one_sms(
         daemon.wait_for_checkpoint("Important", above=0)
         assert daemon.stop() == 0
     assert len(gateway.received) == 1
-    assert daemon.output().count("(same Message-ID)") == 2
+    ledger = read_ledger(tmp_path / "state.db")
+    assert [action for *_, action, _ in ledger].count("forward") == 1
+    assert sum("(same Message-ID)" in reason for *_, reason in ledger) == 2

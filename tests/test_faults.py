@@ -22,11 +22,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess, read_checkpoint
-from tests.servers import wait_until
-from tests.servers.mails import make_mail
-from tests.servers.proxy import TcpProxy
+from tests.support.configs import write_config
+from tests.support.daemonproc import DaemonProcess, read_checkpoint
+from tests.support.servers import wait_until
+from tests.support.servers.mails import make_mail
+from tests.support.servers.proxy import TcpProxy
 
 
 def through(proxy: TcpProxy, dovecot) -> SimpleNamespace:

@@ -47,12 +47,21 @@ def test_valid_alpha_names(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["ABCDEFGHIJKL", "Мой", "a;b", "x\ny", "", "a_b"])
 def test_invalid_alpha_names(name: str) -> None:
-    assert check_alpha_name(name) is not None
+    assert check_alpha_name(name) == (
+        f"{name!r} is not a valid alpha-name: at most 11 Latin letters, digits, space, '-' or '.'"
+    )
 
 
 @pytest.mark.parametrize("token", ["a;b", "a b", "x\r\ny", ""])
 def test_subject_tokens_cannot_smuggle_separators(token: str) -> None:
-    assert check_token(token) is not None
+    assert check_token(token) == (
+        "must be a single token of letters, digits and _-.+=/ (no ';', spaces or line breaks)"
+    )
+
+
+@pytest.mark.parametrize("token", ["k3yABCDEF0123456789", "Pa55-w0rd.x", "a_b+c=d/e"])
+def test_subject_tokens_of_the_allowed_characters_pass(token: str) -> None:
+    assert check_token(token) is None
 
 
 LOGIN = "380501234567"

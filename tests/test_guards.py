@@ -9,9 +9,10 @@ import pytest
 from forwarder.mail import Mail
 from forwarder.rules.guards import GUARD_NAMES, GuardContext
 from forwarder.rules.ruleset import RuleSet
-from tests.test_rules import MONDAY_NOON, compiled, make_mail
+from tests.support.rules import MONDAY_NOON, compiled, make_mail
+from tests.support.shared import shared_dir
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "mikel-mail"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OWN_FROM = "forwarder@example.com"
 CONTEXT = GuardContext(own_domain="fwd.example.invalid", own_from=OWN_FROM)
 
@@ -161,6 +162,60 @@ def test_explain_shows_the_guards() -> None:
     )
 
 
+# The project's own bounces (tests/fixtures/bounces): each way a DSN is recognised.
+BOUNCES = {
+    # multipart/report; report-type=delivery-status, Auto-Submitted: auto-replied
+    "postfix-two-recipients.eml": "auto_replies",
+    # plain text: From Mailer-Daemon with a bounce subject; auto-replied as well
+    "exim-delivery-failed.eml": "auto_replies",
+    # plain text, base64 UTF-8, an encoded Russian subject, no Auto-Submitted
+    "exim-undelivered-ru.eml": "bounces",
+    # auto-generated (warning-timeout) is not an auto-reply: the DSN itself must be caught
+    "sendmail-delayed-warning.eml": "bounces",
+    "sendmail-user-unknown.eml": "bounces",
+    # From is not mailer-daemon or postmaster: only the multipart/report says it
+    "exchange-undeliverable.eml": "bounces",
+    # report-type="Delivery-Status", quoted and capitalised, two delivery-status parts
+    "domino-multiple-status.eml": "bounces",
+}
+
+
+def fixture_mail(*parts: str) -> Mail:
+    return Mail(raw=FIXTURES.joinpath(*parts).read_bytes())
+
+
+def test_every_bounce_fixture_is_in_the_table() -> None:
+    assert sorted(p.name for p in (FIXTURES / "bounces").glob("*.eml")) == sorted(BOUNCES)
+
+
+@pytest.mark.parametrize(("name", "guard"), sorted(BOUNCES.items()))
+def test_bounces_are_stopped(name: str, guard: str) -> None:
+    mail = fixture_mail("bounces", name)
+    assert stopped_by(mail) == guard
+    assert stopped_by(mail, {"bounces"}) == "bounces"  # alone, the bounce guard stops each
+
+
+# tests/fixtures/ordinary: like a bounce or an auto-reply in one respect, and still let through.
+ORDINARY = [
+    "grafana-mail-delivery-alert.eml",  # auto-generated, bulk, "MailDeliveryFailed"
+    "person-forwards-a-bounce.eml",  # the bounce is an attachment; From is a person
+    "postmaster-weekly-report.eml",  # From postmaster, not a bounce subject
+    "list-reply-about-out-of-office.eml",  # Precedence: list, "Re: [ops] out of office"
+    "person-on-vacation-next-week.eml",
+    "bank-card-alert-ua.eml",
+]
+
+
+def test_every_ordinary_fixture_is_in_the_list() -> None:
+    assert sorted(p.name for p in (FIXTURES / "ordinary").glob("*.eml")) == sorted(ORDINARY)
+
+
+@pytest.mark.parametrize("name", ORDINARY)
+def test_ordinary_mail_passes_every_guard(name: str) -> None:
+    assert stopped_by(fixture_mail("ordinary", name)) is None
+
+
+# -- the shared corpus (../shared), when it is there --------------------------------------------
 @pytest.mark.parametrize(
     "name",
     [
@@ -171,16 +226,18 @@ def test_explain_shows_the_guards() -> None:
         "report_530.eml",
     ],
 )
-def test_real_bounces_are_stopped(name: str) -> None:
-    mail = Mail(raw=(CORPUS / "multipart_report_emails" / name).read_bytes())
+def test_corpus_bounces_are_stopped(name: str) -> None:
+    corpus = shared_dir() / "corpus" / "mikel-mail"
+    mail = Mail(raw=(corpus / "multipart_report_emails" / name).read_bytes())
     assert stopped_by(mail) in {"auto_replies", "bounces"}  # postfix marks bounces auto-replied
     assert stopped_by(mail, {"bounces"}) == "bounces"
 
 
 def test_no_ordinary_corpus_mail_is_stopped() -> None:
+    corpus = shared_dir() / "corpus" / "mikel-mail"
     ordinary = [
         path
-        for path in sorted(CORPUS.rglob("*.eml"))
+        for path in sorted(corpus.rglob("*.eml"))
         if path.parent.name != "multipart_report_emails"
         and path.name != "raw_email_with_mimepart_without_content_type.eml"  # a real DSN
     ]

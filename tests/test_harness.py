@@ -14,15 +14,15 @@ from email.message import EmailMessage
 import pytest
 
 from tests import conftest
-from tests.conftest import ImapAccount
-from tests.servers.gateway import (
+from tests.support.servers.dovecot import ImapAccount
+from tests.support.servers.gateway import (
     GATEWAY_DOMAIN,
     SMS_MAX_CHARS,
     GatewaySimulator,
     build_reply,
     parse_request,
 )
-from tests.servers.mails import make_mail
+from tests.support.servers.mails import make_mail
 
 OWNER = "380501234567"  # the account's login: its own phone number
 RECIPIENT = "380679876543"

@@ -3,6 +3,8 @@ Dovecot restarts, freezes, refuses the password or shows the wrong certificate.
 
 Daemon tests use a poll interval of 300 s where they must prove IDLE delivered the mail:
 the first round runs at start, and the next poll would come long after the deadline.
+How fast push is (APPEND → SMS, APPEND → announced, stop → ended) is measured by
+``bench/bench_watcher.py``, not asserted here: a busy machine is slow, not wrong.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,39 +21,17 @@ from pathlib import Path
 import pytest
 
 from forwarder.imap.idle import CONNECTED, NEW_MAIL, IdleWatcher
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import wait_until
-from tests.servers.dovecot import DovecotServer, find_binary
-from tests.servers.mails import make_mail
-from tests.test_mailbox import imap_config
+from tests.support.configs import imap_config, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.idle import Events
+from tests.support.servers import wait_until
+from tests.support.servers.dovecot import DovecotServer, find_binary
+from tests.support.servers.mails import make_mail
 
 NO_POLL = 300  # seconds: a poll interval no test outlives, so what arrives came by IDLE
-PUSH_DEADLINE = 3.0  # seconds from APPEND to the SMS at the gateway with IDLE
-
-
-class Events:
-    """What an IdleWatcher announced, with the time, for waiting on."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, float]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, folder: str, event: str) -> None:
-        with self._cond:
-            self.seen.append((folder, event, time.monotonic()))
-            self._cond.notify_all()
-
-    def count(self, event: str) -> int:
-        with self._cond:
-            return sum(1 for _, e, _ in self.seen if e == event)
-
-    def wait_for(self, event: str, count: int = 1, timeout: float = 5.0) -> float:
-        """Until ``event`` was announced ``count`` times; return when the last one was."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self.count(event) >= count, timeout):
-                raise TimeoutError(f"{event!r} announced {self.count(event)} of {count} times")
-            return [t for _, e, t in self.seen if e == event][count - 1]
+#: Seconds to wait for an SMS that only IDLE can bring: generous for a busy machine, and
+#: far below NO_POLL, so a poll cannot have brought it.
+PUSH_TIMEOUT = 60.0
 
 
 @pytest.fixture
@@ -80,13 +59,16 @@ def private_account(imap_user, server: DovecotServer):
 
 
 # -- the watcher alone ------------------------------------------------------------------------
-def test_new_mail_is_announced_within_a_second(imap_user, watch) -> None:
-    _, events = watch(imap_config(imap_user))
+def test_new_mail_is_announced(imap_user, watch) -> None:
+    watcher, events = watch(imap_config(imap_user))
     events.wait_for(CONNECTED)
-    appended = time.monotonic()
     imap_user.server.append(imap_user.user, "INBOX", make_mail())
-    # Dovecot tells IDLE clients about 0.5 s after the change; the rest is ours.
-    assert events.wait_for(NEW_MAIL) - appended < 1.5
+    events.wait_for(NEW_MAIL)
+    assert [(folder, event) for folder, event, _ in events.seen] == [
+        ("INBOX", CONNECTED),
+        ("INBOX", NEW_MAIL),
+    ]
+    assert watcher.sessions == 1
 
 
 def test_idle_is_renewed_on_the_same_connection(imap_user, watch) -> None:
@@ -115,12 +97,13 @@ def test_a_restart_is_survived_without_spinning(dovecot_factory, imap_user, watc
 
 
 def test_stop_interrupts_a_wait_in_idle(imap_user, watch) -> None:
-    watcher, events = watch(imap_config(imap_user))
+    """Without the interruption the thread would sit in IDLE for IDLE_SLICE (30 s) or
+    idle_renew (600 s here), far longer than the join below waits."""
+    watcher, events = watch(imap_config(imap_user, idle_renew=600))
     events.wait_for(CONNECTED)
-    started = time.monotonic()
     watcher.stop()
     watcher.join(5)
-    assert not watcher.alive and time.monotonic() - started < 1
+    assert not watcher.alive
 
 
 # -- the daemon -------------------------------------------------------------------------------
@@ -132,7 +115,7 @@ def sms_subjects(gateway) -> list[str]:
     return [sms.text.splitlines()[0].removeprefix("Alice Sender: ") for sms in gateway.received]
 
 
-def test_idle_delivers_within_seconds_in_several_folders(tmp_path: Path, imap_user, gateway):
+def test_idle_delivers_in_several_folders(tmp_path: Path, imap_user, gateway):
     server, user = imap_user.server, imap_user.user
     server.create_folder(user, "Alerts")
     config = write_config(
@@ -142,13 +125,11 @@ def test_idle_delivers_within_seconds_in_several_folders(tmp_path: Path, imap_us
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint("INBOX")
         daemon.wait_for_checkpoint("Alerts")
-        daemon.wait_for_log("IDLE on Alerts: connected", timeout=10)
-        started = time.monotonic()
+        daemon.wait_for_meta("idle:Alerts", "connected")
         server.append(user, "Alerts", urgent("in Alerts"))
-        gateway.wait_for(1, timeout=PUSH_DEADLINE)
-        assert time.monotonic() - started < PUSH_DEADLINE
+        gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         server.append(user, "INBOX", urgent("in INBOX"))
-        gateway.wait_for(2, timeout=PUSH_DEADLINE)
+        gateway.wait_for(2, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
     assert sms_subjects(gateway) == ["urgent in Alerts", "urgent in INBOX"]
 
@@ -177,8 +158,9 @@ def test_a_recreated_folder_is_rebaselined_while_running(tmp_path: Path, imap_us
         daemon.wait_for_checkpoint("Alerts")
         # (What was in the folder when it was recreated is tested in test_watcher.py: here
         # a round may run between DELETE and APPEND, and the mail would be new to it.)
+        old = daemon.uidvalidity("Alerts")
         server.recreate_folder(user, "Alerts")
-        daemon.wait_for_log("UIDVALIDITY changed")
+        wait_until(lambda: daemon.uidvalidity("Alerts") != old, 15, "a new baseline")
         server.append(user, "Alerts", urgent("new"))
         gateway.wait_for(1)
         assert daemon.stop() == 0
@@ -210,15 +192,15 @@ def test_mail_delivered_while_dovecot_is_down_is_forwarded_once_after(
     )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         server.stop()
         save_while_stopped(server, account.user, urgent("while down"))
-        daemon.wait_for_log("reconnecting in")
+        daemon.wait_for_meta("idle:INBOX", "disconnected")
         server.start()
         # No poll for 300 s: the IDLE reconnect is what finds it.
         gateway.wait_for(1, timeout=15)
         server.append(account.user, "INBOX", urgent("after"))
-        gateway.wait_for(2, timeout=PUSH_DEADLINE)
+        gateway.wait_for(2, timeout=PUSH_TIMEOUT)
         daemon.wait_for_checkpoint(above=1)
         assert daemon.stop() == 0
     assert sms_subjects(gateway) == ["urgent while down", "urgent after"]
@@ -236,7 +218,7 @@ def test_a_frozen_server_is_survived_through_thaw_and_restart(
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
         server.freeze()
-        daemon.wait_for_log("timed out", timeout=10)  # the round found out, and returned
+        daemon.wait_for_meta("last_poll_error")  # the round found out, and returned
         server.thaw()
         server.append(account.user, "INBOX", urgent("after thaw"))
         gateway.wait_for(1, timeout=15)
@@ -257,7 +239,7 @@ def test_a_wrong_password_is_reported_once_and_retried_slowly(
     log = imap_user.server.log_file
     failures_before = log.read_text().count(f"user=<{imap_user.user}>")
     with DaemonProcess(config) as daemon:
-        daemon.wait_for_log("refused the login")
+        daemon.wait_for_meta("last_poll_error")
         time.sleep(3)  # not synchronisation: three poll intervals that must stay quiet
         output = daemon.output()
         assert output.count("refused the login") == 1, output
@@ -270,9 +252,9 @@ def test_a_wrong_password_is_reported_once_and_retried_slowly(
         write_config(config, imap_user, gateway, imap={"poll_interval": NO_POLL})
         daemon.signal(signal.SIGHUP)
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         imap_user.server.append(imap_user.user, "INBOX", urgent("after the fix"))
-        gateway.wait_for(1, timeout=PUSH_DEADLINE)
+        gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
 
 
@@ -285,9 +267,9 @@ def test_tls_with_the_test_ca_delivers_and_a_wrong_ca_is_refused(
     )
     with DaemonProcess(good) as daemon:
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         imap_user.server.append(imap_user.user, "INBOX", urgent("over TLS"))
-        gateway.wait_for(1, timeout=PUSH_DEADLINE)
+        gateway.wait_for(1, timeout=PUSH_TIMEOUT)
         assert daemon.stop() == 0
 
     wrong = tmp_path / "wrong" / "forwarder.yaml"
@@ -296,7 +278,7 @@ def test_tls_with_the_test_ca_delivers_and_a_wrong_ca_is_refused(
         wrong, imap_user, gateway, imap={**tls, "ca_file": str(imap_user.server.wrong_ca_file)}
     )
     with DaemonProcess(wrong) as daemon:
-        daemon.wait_for_log("certificate was refused")
+        daemon.wait_for_meta("last_poll_error")
         imap_user.server.append(imap_user.user, "INBOX", urgent("must not go"))
         assert daemon.stop() == 0
     assert re.search(r"ERROR .*certificate was refused .*check imap.host and imap.ca_file",
@@ -314,7 +296,7 @@ def test_a_server_without_idle_is_polled(tmp_path: Path, dovecot_factory, imap_u
                           imap={"poll_interval": 1, "folders": ["INBOX", "Other"]})  # fmt: skip
     server.create_folder(account.user, "Other")
     with DaemonProcess(config) as daemon:
-        daemon.wait_for_log("does not offer IDLE")
+        daemon.wait_for_meta("idle:INBOX", "unsupported")
         daemon.wait_for_checkpoint("Other")
         server.append(account.user, "Other", urgent("polled"))
         gateway.wait_for(1)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from forwarder.cli import status_data
-from tests.configs import OWNER
-from tests.delivery_support import (
+from tests.support.configs import OWNER
+from tests.support.delivery import (
     MODES,
     RECIPIENT,
     all_rows,

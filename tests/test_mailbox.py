@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.config import ImapConfig
 from forwarder.configfile.schema import Secret
 from forwarder.imap.connection import (
     AuthError,
@@ -28,27 +27,14 @@ from forwarder.imap.connection import (
 )
 from forwarder.mail import Mail
 from forwarder.text.transform import body_text
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import LOOPBACK
-from tests.servers.dovecot import find_binary
-from tests.servers.mails import make_mail
+from tests.support.configs import imap_config, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.servers import LOOPBACK
+from tests.support.servers.dovecot import find_binary
+from tests.support.servers.mails import make_mail
+from tests.support.shared import shared_dir
 
-CORPUS = Path(__file__).parents[2] / "shared" / "corpus"
 BIG_ATTACHMENT = 19 * 1024 * 1024  # bytes of PDF: about 25 MB once base64-encoded
-
-
-def imap_config(account, **overrides) -> ImapConfig:
-    """Plaintext to the test server as ``account``; ``overrides`` replace any field."""
-    config = ImapConfig(
-        host=account.host,
-        port=account.port,
-        security="plain",
-        username=account.user,
-        password=Secret(account.password),
-        timeout=5,
-    )
-    return dataclasses.replace(config, **overrides)
 
 
 class CountingProxy:
@@ -116,9 +102,8 @@ def big_mail(text: str = "The quarterly report is attached.") -> bytes:
 # -- partial fetch ----------------------------------------------------------------------------
 def test_every_corpus_mail_reads_the_same_fetched_partially(imap_user) -> None:
     """The rebuilt message has the body and attachment verdict of the whole mail."""
-    files = sorted(CORPUS.rglob("*.eml"))
-    if not files:
-        pytest.skip(f"no corpus under {CORPUS}")
+    files = sorted((shared_dir() / "corpus").rglob("*.eml"))
+    assert files
     server, user = imap_user.server, imap_user.user
     source = {server.append(user, "INBOX", path.read_bytes()): path for path in files}
     # Large enough that no text part is cut: the comparison is then exact.
@@ -309,7 +294,7 @@ def test_the_daemon_forwards_a_25_mb_mail_for_a_few_kilobytes(
                           imap={"poll_interval": 300})  # fmt: skip
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
-        daemon.wait_for_log("IDLE on INBOX: connected")
+        daemon.wait_for_meta("idle:INBOX", "connected")
         imap_user.server.append(imap_user.user, "INBOX", big_mail())
         (sms,) = gateway.wait_for(1)
         assert daemon.stop() == 0

@@ -32,8 +32,8 @@ from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.store import Store
 from forwarder.text.smstext import SmsOptions, sms_length
-from tests.configs import write_config
-from tests.servers.mails import make_mail
+from tests.support.configs import write_config
+from tests.support.servers.mails import make_mail
 
 T0 = 1_800_000_000.0
 LIMITS = LimitsConfig(per_minute=5, per_hour=30, per_day=100, dedup_window=600)
@@ -146,7 +146,8 @@ def test_a_duplicate_points_at_the_oldest_original_within_the_window() -> None:
 
 @pytest.mark.parametrize("state", ["sent", "in_doubt", "sending", "held"])
 def test_originals_are_rows_that_went_out_or_were_held(state: str) -> None:
-    assert find_original(T0, [Candidate(1, state, T0 - 1)], 600) is not None
+    original = Candidate(1, state, T0 - 1)
+    assert find_original(T0, [original], 600) == original
 
 
 @pytest.mark.parametrize("state", ["pending", "failed", "cancelled", "duplicate"])
@@ -156,7 +157,8 @@ def test_rows_that_did_not_go_out_are_not_originals(state: str) -> None:
 
 def test_an_original_created_after_the_duplicate_counts_too() -> None:
     # A retried original may go out after its duplicate came due: arrival times decide.
-    assert find_original(T0, [Candidate(1, "sent", T0 + 100)], 600) is not None
+    original = Candidate(1, "sent", T0 + 100)
+    assert find_original(T0, [original], 600) == original
 
 
 def test_dedup_window_zero_turns_dedup_off_and_a_duplicate_costs_no_capacity() -> None:

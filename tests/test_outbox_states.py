@@ -13,7 +13,7 @@ import pytest
 from forwarder.delivery.states import FINAL, TRANSITIONS, IllegalTransition, State, check
 from forwarder.records import LedgerEntry
 from forwarder.store import Store
-from tests.delivery_support import T0, FakeClock, outbox_item
+from tests.support.delivery import T0, FakeClock, outbox_item
 
 #: The store's named transition that moves a row into each state.
 MOVE: dict[State, Callable[[Store, int], None]] = {

@@ -11,8 +11,8 @@ from forwarder.delivery.policy import Candidate, SendCounts
 from forwarder.delivery.states import State
 from forwarder.records import LedgerEntry, OutboxItem
 from forwarder.store import Store
-from tests.delivery_support import T0, FakeClock
-from tests.delivery_support import outbox_item as item
+from tests.support.delivery import T0, FakeClock
+from tests.support.delivery import outbox_item as item
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from forwarder.delivery.receipts import DoubtAction, doubt_ruling, own_ids, reso
 from forwarder.delivery.states import State
 from forwarder.store import SCHEMA_VERSION, Store
 from tests.conftest import _require_dovecot
-from tests.delivery_support import T0, make_daemon, our_log, queue, row
-from tests.delivery_support import load_config as make_config
-from tests.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer
-from tests.servers.mails import make_mail
+from tests.support.delivery import T0, make_daemon, our_log, queue, row
+from tests.support.delivery import load_config as make_config
+from tests.support.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer
+from tests.support.servers.mails import make_mail
 
 pytestmark = pytest.mark.server
 OWN = "me@example.com"  # smtp.from in tests/configs.py: where copies go by default
@@ -303,36 +303,61 @@ def test_a_full_state_disk_stops_the_checkpoint_loses_nothing_and_resumes(
     assert daemon.intake.unwritable is None
 
 
-def test_a_state_file_of_v1_is_migrated_and_its_doubt_settled(
-    tmp_path: Path, gateway, clock, daemons
-) -> None:
-    config = make_config(tmp_path, gateway)
-    with sqlite3.connect(config.state) as db:
-        db.executescript((Path(__file__).parent / "fixtures" / "state_v1.sql").read_text())
-        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _v1_with_a_doubt(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.executescript((FIXTURES / "state-v1.sql").read_text())
         db.execute(
             "INSERT INTO outbox (folder, uidvalidity, uid, source_message_id, rule, recipient, "
             "to_addr, sender, subject_masked, text, message_id, state, created_at, updated_at, "
-            "due_at, not_before, attempts) VALUES ('INBOX', 1, 7, '<m7@x>', 'urgent', "
+            "due_at, not_before, attempts) VALUES ('INBOX', 7, 43, '<m43@x>', 'urgent', "
             "'380501234567', '380501234567@mail.alphasms.com.ua', 'TestAlpha', 'TestAlpha', "
             "'left in doubt by 0.1', '<fwd.v1@forwarder.invalid>', 'in_doubt', ?, ?, ?, ?, 1)",
             (T0, T0, T0, T0),
         )
+    db.close()
+
+
+def _v2_with_a_doubt(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript((FIXTURES / "state-v2.sql").read_text())
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "version", "message_id"),
+    [(_v1_with_a_doubt, "1", "<fwd.v1@forwarder.invalid>"),
+     (_v2_with_a_doubt, "2", "<fwd.2@forwarder.invalid>")],
+    ids=["schema-1", "schema-2"],
+)  # fmt: skip
+def test_an_older_state_file_is_migrated_and_its_doubt_settled(
+    tmp_path: Path, gateway, clock, daemons, make, version: str, message_id: str
+) -> None:
+    config = make_config(tmp_path, gateway)
+    make(config.state)
     daemon = make_daemon(config, clock)
     daemons.append(daemon)
     store = daemon.store
-    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
-    assert store.get_meta("migrated_from") == "1"
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+    assert store.get_meta("migrated_from") == version
     (old,) = store.outbox_in(State.IN_DOUBT)
-    assert old.proof == ""  # v1 made no copy and knew no Sent folder: nothing can prove it
+    assert old.proof == ""  # no copy was made, no Sent folder known: nothing can prove it
+    assert store.doubt_counts() == {}
+    queued = len(store.outbox_in(State.PENDING))  # schema 1's file has a pending one too
     daemon.delivery.recover()
     daemon.delivery.flush(daemon.clock())
-    (sms,) = gateway.wait_for(1)  # on_doubt: resend (the new default), at once
-    assert sms.message_id == "<fwd.v1@forwarder.invalid>"
+    sent = gateway.wait_for(1 + queued)  # the doubt: on_doubt: resend (the default), at once
+    assert [s.message_id for s in sent].count(message_id) == 1
     assert row(daemon, old.id).state == State.SENT
     assert doubts(daemon) == {"resent": 1}
-    Store(config.state).close()  # opening a v2 file again changes nothing
-    assert store.get_meta("schema_version") == "2"
+    again = Store(config.state)  # opening a migrated file again changes nothing
+    try:
+        assert again.get_meta("schema_version") == "3"
+        assert again.get_meta("migrated_from") == version
+    finally:
+        again.close()
 
 
 # -- the pure policy ------------------------------------------------------------------------------

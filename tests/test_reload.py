@@ -11,10 +11,11 @@ import yaml
 
 from forwarder import config as config_module
 from forwarder.daemon import POLL_JOB, Daemon
-from tests.configs import config_dict, write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import free_port
-from tests.servers.mails import make_mail
+from tests.support.configs import config_dict, write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.notifysocket import NotifySocket
+from tests.support.servers import free_port
+from tests.support.servers.mails import make_mail
 
 
 def test_reload_applies_good_rules_and_keeps_old_ones_on_a_bad_file(
@@ -25,13 +26,17 @@ def test_reload_applies_good_rules_and_keeps_old_ones_on_a_bad_file(
     settings = config_dict(imap_user, gateway, tmp_path / "state.db")
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
 
-    with DaemonProcess(path) as daemon:
+    notify = NotifySocket()
+    with notify, DaemonProcess(path, env=notify.env) as daemon:
         daemon.wait_for_checkpoint()
+        notify.until(lambda m: m.get("READY") == "1")
 
         # A broken file: every problem is logged with its line, the daemon goes on as before.
         path.write_text(path.read_text() + "rules_typo: 1\nlimits:\n  per_minute: lots\n")
         daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log("keeping the rules and settings already running")
+        notify.until(lambda m: m.get("RELOADING") == "1")
+        refused = notify.until(lambda m: m.get("READY") == "1")
+        assert "reload refused" in refused["STATUS"]
         log = daemon.output()
         assert f"{path}:" in log and "unknown key 'rules_typo'" in log
         assert "limits.per_minute must be a whole number" in log
@@ -45,7 +50,9 @@ def test_reload_applies_good_rules_and_keeps_old_ones_on_a_bad_file(
         ]
         path.write_text(yaml.safe_dump(settings, sort_keys=False))
         daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log("configuration reloaded")
+        notify.until(lambda m: m.get("RELOADING") == "1")
+        reloaded = notify.until(lambda m: m.get("READY") == "1")
+        assert "reload refused" not in reloaded["STATUS"]
         server.append(user, "INBOX", make_mail("urgent: ignored now", "x"))
         server.append(user, "INBOX", make_mail("Invoice 42", "pay me"))
         received = gateway.wait_for(2)

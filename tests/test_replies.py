@@ -38,10 +38,10 @@ from forwarder.gateway.replies import (
     tie_reply,
 )
 from forwarder.mail import Mail
+from tests.support.shared import shared_dir
 
 GATEWAY = "noreply@alphasms.com.ua"
 REPLIED_AT = datetime(2024, 5, 6, 10, 30, tzinfo=UTC)
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 # The secret-carrying request subjects of seed doc modes a, c, d and e, and the secrets in them.
 LOGIN = "380501234567"
@@ -722,10 +722,10 @@ def test_tie_methods_are_the_documented_strings() -> None:
 
 
 def _corpus_files() -> list[Path]:
-    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "MIT-LICENSE")
+    corpus = shared_dir() / "corpus"
+    return sorted(p for p in corpus.rglob("*") if p.is_file() and p.name != "MIT-LICENSE")
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no mail corpus at {CORPUS}")
 def test_real_world_mail_never_breaks_the_tracker() -> None:
     files = _corpus_files()
     assert files

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.configs import write_config
-from tests.daemonproc import DaemonProcess
-from tests.servers import wait_until
-from tests.servers.mails import make_mail, make_message_id
+from tests.support.configs import write_config
+from tests.support.daemonproc import DaemonProcess
+from tests.support.servers import wait_until
+from tests.support.servers.mails import make_mail, make_message_id
 
 RECIPIENT_A = "380671112233"
 RECIPIENT_B = "380931112233"

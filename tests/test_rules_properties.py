@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from forwarder.mail import Mail
 from forwarder.rules.ruleset import RuleSet
-from tests.test_rules import GUARDS_OFF, KYIV, MONDAY_NOON, load, make_mail
+from tests.support.rules import GUARDS_OFF, KYIV, MONDAY_NOON, load, make_mail
 
 Tree = dict[str, Any]
 PROPERTY_SETTINGS = settings(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_rules import load
+from tests.support.rules import load
 
 # (id, config text, expected line, fragment of the message). Line 1 is the blank line after """.
 CASES = [

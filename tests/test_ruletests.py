@@ -9,9 +9,9 @@ import pytest
 
 from forwarder.rules.ruleset import RuleSet
 from forwarder.rules.ruletests import DEFAULT_TEST_TIME, run_rule_tests
-from tests.test_rules import KYIV, load
+from tests.support.rules import KYIV, load
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "mikel-mail"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 RULES = """
 timezone: Europe/Kyiv
@@ -156,7 +156,7 @@ def test_the_mail_is_built_like_real_mail() -> None:
 
 
 def test_a_real_mail_file(tmp_path: Path) -> None:
-    eml = CORPUS / "multipart_report_emails" / "report_422.eml"
+    eml = FIXTURES / "bounces" / "sendmail-delayed-warning.eml"
     (tmp_path / "bounce.eml").write_bytes(eml.read_bytes())
     config = tmp_path / "rules.yaml"
     ruleset, problems = load(
@@ -165,6 +165,21 @@ def test_a_real_mail_file(tmp_path: Path) -> None:
     )
     assert not problems, problems
     assert [r.passed for r in run_rule_tests(ruleset)] == [True]
+
+
+def test_saved_mails_relative_to_the_rules_file() -> None:
+    rules = FIXTURES / "ruletests" / "rules.yaml"
+    ruleset, problems = load(rules.read_text(), file=str(rules))
+    assert not problems, problems
+    assert [(r.test.name, r.passed) for r in run_rule_tests(ruleset)] == [
+        ("a card payment at night is held for the morning", True),
+        ("the same payment at noon goes at once", True),
+        ("a newsletter is skipped", True),
+        ("an invoice with its PDF is forwarded", True),
+        ("a bounce never becomes an SMS", True),
+        ("an auto-replied bounce is stopped before the bounce guard looks", True),
+    ]
+    assert ruleset.tests[0].mail.message_id == "<tx-20260105-233012-4417@notify.bank.com.ua>"
 
 
 def test_deciding_that_raises_fails_only_that_test(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,7 +269,7 @@ MISTAKES = [
         "tests[0].mail.file: cannot read missing.eml: No such file or directory",
     ),
     (
-        f"  - {{name: t, mail: {{file: '{CORPUS}/rfc2822/example01.eml', subject: x}}, "
+        f"  - {{name: t, mail: {{file: '{FIXTURES}/ruletests/newsletter.eml', subject: x}}, "
         "expect: bank}\n",
         19,
         "tests[0].mail.subject: give file: or the message's fields, not both",

@@ -15,8 +15,8 @@ from forwarder.imap.connection import Mailbox, MailboxError
 from forwarder.mail import Mail
 from forwarder.records import LedgerEntry
 from forwarder.store import Store
-from tests.servers.mails import make_mail
-from tests.test_mailbox import imap_config
+from tests.support.configs import imap_config
+from tests.support.servers.mails import make_mail
 
 
 class Decider:
@@ -264,8 +264,8 @@ def test_a_folder_whose_search_is_refused_does_not_hold_up_the_folders_after_it(
     (NO/BAD: the connection is fine); the refused folder keeps its checkpoint."""
     from forwarder import config as config_module
     from forwarder.imap.connection import CommandRefused, Mailbox
-    from tests.configs import write_config
-    from tests.delivery_support import make_daemon
+    from tests.support.configs import write_config
+    from tests.support.delivery import make_daemon
 
     server, user = imap_user.server, imap_user.user
     server.create_folder(user, "Broken")

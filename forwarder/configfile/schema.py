@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forwarder.configfile.yamlsource import Problem, YList, YMap, scalar_text
+from forwarder.configfile.yamlsource import EnvStr, Problem, YList, YMap, scalar_text
 
 T = TypeVar("T")
 
@@ -107,6 +107,9 @@ class Problems:
 
     def __init__(self) -> None:
         self.items: list[Problem] = []
+        # Secrets written in the file itself (not ${VAR}, not *_file): the file must then
+        # be private, which ``forwarder.config`` checks (a warning, not a problem).
+        self.inline_secrets: list[Problem] = []
 
     def add(self, file: str, line: int, message: str) -> None:
         self.items.append(Problem(file, line, message))
@@ -300,6 +303,25 @@ class Section:
                 out.append(scalar_text(item))
         return out
 
+    def sections(self, key: str, *, what: str = "mappings") -> list[Section]:
+        """A list of mappings, each as a Section named ``key[i]`` at its own line."""
+        present, value = self._value(key, [], f"a list of {what}")
+        if not present:
+            return []
+        if not isinstance(value, YList):
+            self.error(key, f"{self.name(key)} must be a list of {what}, not {type_name(value)}")
+            return []
+        return [
+            Section(
+                item,
+                f"{self.name(key)}[{index}]",
+                self.problems,
+                file=self.file,
+                line=value.line_of(index),
+            )
+            for index, item in enumerate(value)
+        ]
+
     def section(self, key: str) -> Section:
         self._read.add(key)
         return Section(
@@ -330,6 +352,10 @@ class Section:
             if not inline:
                 self.error(key, f"{self.name(key)} is empty")
                 return None
+            if not isinstance(self.node.get(key), EnvStr):
+                self.problems.inline_secrets.append(
+                    Problem(self.file, self.line(key), self.name(key))
+                )
             return Secret(inline)
         if required:
             self.error(None, f"{self.name(key)} (or {self.name(file_key)}) is required")

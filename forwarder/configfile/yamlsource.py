@@ -73,6 +73,11 @@ class YFloat(float):
     source: str
 
 
+class EnvStr(str):
+    """A string that had ``${VAR}`` replaced while loading: what it holds is not written in
+    the file (so a password given so does not make the file a secret)."""
+
+
 def scalar_text(value: Any) -> str:
     """The text a scalar was written as (YAML's number forms undone); for str-typed settings."""
     source = getattr(value, "source", None)
@@ -145,7 +150,8 @@ class _LineLoader(yaml.SafeLoader):
                 return ""
             return self.environ[name]
 
-        return _ENV_REF.sub(substitute, value)
+        result = _ENV_REF.sub(substitute, value)
+        return EnvStr(result) if _ENV_REF.search(value) else result
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> YInt:
         result = YInt(super().construct_yaml_int(node))

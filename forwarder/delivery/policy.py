@@ -149,7 +149,7 @@ def verdict(
 ) -> Verdict:
     """Send, hold, or mark as duplicate: dedup first (a duplicate costs no capacity), then limits.
 
-    A summary is never deduplicated nor held: it waits for room.
+    A summary or a self-alert is never deduplicated nor held: it waits for room.
     """
     if kind == "mail":
         original = find_original(created_at, candidates, limits.dedup_window)
@@ -163,7 +163,9 @@ def verdict(
     full = limit_reason(counts, limits)
     if full is None:
         return SEND
-    return Verdict(Action.WAIT if kind == "summary" else Action.HOLD, full)
+    # Forwarder's own SMS (a summary, a self-alert) wait for room: holding them would only
+    # make another summary to report them.
+    return Verdict(Action.HOLD if kind == "mail" else Action.WAIT, full)
 
 
 def summary_due(held: int, counts: SendCounts, limits: LimitsConfig) -> bool:
@@ -213,6 +215,11 @@ def compose_summary(held: Sequence[HeldMail], options: SmsOptions) -> str:
         named += count
     text = _summary_text(head, entries, total - named)
     # "{body}" keeps the options' encoding, transliteration and caps; the text is already short.
+    return compose_summary_text(text, options)
+
+
+def compose_summary_text(text: str, options: SmsOptions) -> str:
+    """A text of forwarder's own fitted like any SMS (encoding, transliteration, length)."""
     return fit({"body": text}, dataclasses.replace(options, template="{body}")).text
 
 

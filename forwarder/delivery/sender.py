@@ -360,6 +360,7 @@ class Sender:
             len(row.text),
             row.source_message_id,
             row.rule,
+            extra={"sms_id": row.id, "message_id": row.source_message_id, "rule": row.rule},
         )
 
     def _proof(self, smtp: smtplib.SMTP) -> str:

@@ -29,6 +29,7 @@ from forwarder.delivery.policy import (
     HeldMail,
     ReadState,
     compose_summary,
+    compose_summary_text,
     give_up_before,
     limit_reason,
     read_verdict,
@@ -81,6 +82,7 @@ class Delivery:
         find_in_sent: FindInSent = _no_sent_folder,
         retry_in: Callable[[float], None] = _no_retry,
         stopping: threading.Event | None = None,
+        progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.store = store
@@ -93,6 +95,7 @@ class Delivery:
         self._cut_off: set[int] = set()  # rows whose doubt began in this run (server failed)
         self._scheduled: set[tuple[int, float]] = set()  # doubts whose wait end has a round
         self.unwritable: str | None = None  # why the state file cannot be written, if so
+        self._progress = progress  # called per row: a long burst is progress, not a hang
         self.sender = self._new_sender(config)
 
     def _new_sender(self, config: Config) -> Sender:
@@ -181,6 +184,7 @@ class Delivery:
                     if self._stopping.is_set() or not sender.ready(self.clock()):
                         break
                     seen.add(row.id)
+                    self._progress()
                     what = self._deliver(row, reads.get(row.id, ReadState.UNKNOWN))
                     settled[what] = settled.get(what, 0) + 1
         finally:
@@ -413,6 +417,30 @@ class Delivery:
                 recipient,
                 len(rows),
             )
+
+    def queue_notice(self, text: str, *, about: str) -> list[int]:
+        """Queue an SMS of forwarder's own (a self-alert) to every recipient, through the
+        normal outbox: durable, limited, subject to the circuit like any other SMS."""
+        now = self.clock()
+        domain = self.config.delivery.message_id_domain
+        fitted = compose_summary_text(text, self.config.sms)
+        ids = []
+        for request in self.config.gateway.requests():
+            item = OutboxItem(
+                uid=0,
+                source_message_id=f"({about})",
+                rule=None,
+                recipient=request.recipient,
+                to_addr=request.to,
+                sender=self.config.gateway.sender,
+                subject_masked=request.masked_subject,
+                text=fitted,
+                message_id=new_message_id(domain),
+                not_before=now,
+            )
+            ids.append(self.store.add_summary(item, kind="alert"))
+        logger.warning("self-alert SMS queued (%s): %s", about, fitted)
+        return ids
 
     # -- after a crash --------------------------------------------------------------------------
     def recover(self) -> None:

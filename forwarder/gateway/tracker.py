@@ -93,6 +93,7 @@ class ReplyTracker:
             request_message_id=tie.message_id,
             tie=tie.how,
             received_at=received_at,
+            account=mail.account,
         )
         row = self.store.outbox_by_message_id(tie.message_id) if tie.message_id else None
         source = row.source_message_id if row else "an unknown SMS"

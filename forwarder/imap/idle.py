@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from forwarder.backoff import Backoff
 from forwarder.config import ImapConfig
@@ -40,9 +40,31 @@ WARN_AFTER = 5
 
 NEW_MAIL = "new mail"
 CONNECTED = "connected"
+#: The IDLE connection is gone and the watcher backs off before the next try.
+DISCONNECTED = "disconnected"
+#: The server offers no IDLE: the watcher ends; the folder is polled.
+UNSUPPORTED = "unsupported"
 
 #: ``notify(folder, event)``: called from the watcher's thread; must be quick.
 Notify = Callable[[str, str], None]
+
+#: ``heartbeat(folder, within)``: called from the watcher's thread whenever it makes
+#: progress — in IDLE, connecting, or before a backoff wait — with the number of seconds
+#: within which the next call comes unless the thread is stuck; ``within=None`` once, when
+#: the thread ends on purpose (stopped, or no IDLE on the server). For the systemd
+#: watchdog (``forwarder.ops.watchdog.Progress``); must be quick.
+Heartbeat = Callable[[str, float | None], None]
+
+
+def connect_budget(config: ImapConfig) -> float:
+    """Seconds a (re)connection may take: connect, TLS, greeting, login, SELECT, IDLE,
+    each bounded by ``imap.timeout``, with room to spare."""
+    return 8 * config.timeout + 5
+
+
+def idle_budget(config: ImapConfig) -> float:
+    """Seconds between two heartbeats in IDLE: one wait, then DONE and IDLE at renewal."""
+    return IDLE_SLICE + 3 * config.timeout + 5
 
 
 class IdleUnsupported(MailboxError):
@@ -59,11 +81,13 @@ class IdleWatcher:
         notify: Notify,
         *,
         on_unsupported: Callable[[], None] | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.config = config
         self.folder = folder
         self._notify_cb = notify
         self._on_unsupported = on_unsupported
+        self._heartbeat_cb = heartbeat
         self._stopping = threading.Event()
         self._retry = threading.Event()  # ends a backoff wait early
         self._lock = threading.Lock()
@@ -96,10 +120,16 @@ class IdleWatcher:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        self._loop()  # returns only when stopped or when the server has no IDLE
+        self._heartbeat(None)  # ended on purpose; a thread that dies never says so
+
+    def _loop(self) -> None:
         while not self._stopping.is_set():
+            self._heartbeat(connect_budget(self.config))
             try:
                 self._session()
             except IdleUnsupported:
+                self._notify(UNSUPPORTED)
                 if self._on_unsupported is not None:
                     self._on_unsupported()
                 return
@@ -116,6 +146,7 @@ class IdleWatcher:
                 self._drop()
 
     def _wait_after(self, error: str, *, permanent: bool) -> None:
+        self._notify(DISCONNECTED)
         delay, news = self.backoff.failed(error, permanent=permanent)
         if permanent:
             level = logging.DEBUG  # the daemon's round reports those, once
@@ -125,6 +156,8 @@ class IdleWatcher:
             level = logging.INFO if news else logging.DEBUG
         logger.log(level, "IDLE on %s: %s; reconnecting in %.1f s (attempt %d)", self.folder,
                    error, delay, self.backoff.failures)  # fmt: skip
+        # Backing off is progress: a server that is down is not a hang.
+        self._heartbeat(delay + connect_budget(self.config))
         self._retry.wait(delay)
         self._retry.clear()
 
@@ -137,7 +170,7 @@ class IdleWatcher:
         mailbox.connect()
         if not mailbox.supports_idle():
             raise IdleUnsupported(f"IMAP server {self.config.host} does not offer IDLE")
-        mailbox.select(self.folder, readonly=True)
+        selected = mailbox.select(self.folder, readonly=True)
         mailbox.idle_start()
         self.sessions += 1
         self._retry.clear()  # a retry_now() meant for an earlier wait
@@ -158,12 +191,20 @@ class IdleWatcher:
                     break
                 if mailbox.idle_wait(min(left, IDLE_SLICE)):
                     self._notify(NEW_MAIL)
+                self._heartbeat(idle_budget(self.config))
             if self._stopping.is_set():
                 return
             # DONE, then IDLE again: keeps the server's inactivity timer from firing, and a
-            # server that stopped answering fails here within imap.timeout.
+            # server that stopped answering fails here within imap.timeout. NOOP and a fresh
+            # SELECT between them: some Exchange servers stop reporting in a long IDLE until
+            # the mailbox is selected again; anything that came meanwhile is announced.
             if mailbox.idle_done():
                 self._notify(NEW_MAIL)
+            mailbox.noop()
+            again = mailbox.select(self.folder, readonly=True)
+            if (again.uidnext, again.exists) != (selected.uidnext, selected.exists):
+                self._notify(NEW_MAIL)  # news the server did not push: a round looks
+            selected = again
             mailbox.idle_start()
             self.renewals += 1
 
@@ -172,6 +213,14 @@ class IdleWatcher:
             self._notify_cb(self.folder, event)
         except Exception:
             logger.exception("IDLE on %s: announcing %s failed", self.folder, event)
+
+    def _heartbeat(self, within: float | None) -> None:
+        if self._heartbeat_cb is None:
+            return
+        try:
+            self._heartbeat_cb(self.folder, within)
+        except Exception:
+            logger.exception("IDLE on %s: heartbeat failed", self.folder)
 
     def _drop(self) -> None:
         with self._lock:
@@ -183,12 +232,21 @@ class IdleWatcher:
 class IdleWatchers:
     """One ``IdleWatcher`` per configured folder, started and stopped together."""
 
-    def __init__(self, config: ImapConfig, notify: Notify) -> None:
+    def __init__(
+        self,
+        config: ImapConfig,
+        notify: Notify,
+        *,
+        folders: Sequence[str] | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         self.config = config
         self._said_unsupported = threading.Event()
         self.watchers = [
-            IdleWatcher(config, folder, notify, on_unsupported=self._unsupported)
-            for folder in config.folders
+            IdleWatcher(
+                config, folder, notify, on_unsupported=self._unsupported, heartbeat=heartbeat
+            )
+            for folder in (config.folders if folders is None else folders)
         ]
 
     def start(self) -> None:

@@ -168,6 +168,7 @@ _TEXT_FIELDS: dict[str, _Field] = {
     "subject": _Field("subject", "subject", lambda f: (f.mail.subject,), always_present=True),
     "body": _Field("body", "body", lambda f: (f.mail.body,), always_present=True),
     "folder": _Field("folder", "folder", lambda f: (f.mail.folder,), always_present=True),
+    "account": _Field("account", "account", lambda f: (f.mail.account,), always_present=True),
     "auto_submitted": _Field(
         "auto_submitted",
         "auto_submitted",

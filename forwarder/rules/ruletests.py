@@ -242,6 +242,7 @@ def _mail(m: Section, index: int, zone: tzinfo | None, base: Path) -> tuple[Mail
     """The test's Mail and the moment it is decided at; None after reporting a problem."""
     now = _when(m, zone)
     folder = m.str("folder", "INBOX", what="a folder name")
+    account = m.str("account", "default", what="an account name")
     size = m.size("size", None)
     file = m.str("file", None, what="a path to an .eml file")
     raw = _read_eml(m, base / file) if file is not None else _compose(m, index, now)
@@ -253,7 +254,7 @@ def _mail(m: Section, index: int, zone: tzinfo | None, base: Path) -> tuple[Mail
     m.finish()
     if raw is None or now is None:
         return None
-    return Mail(raw=raw, folder=folder, uid=index + 1, size=size), now
+    return Mail(raw=raw, folder=folder, uid=index + 1, size=size, account=account), now
 
 
 def _when(m: Section, zone: tzinfo | None) -> datetime | None:

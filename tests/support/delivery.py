@@ -24,10 +24,10 @@ from forwarder.mail import Mail
 from forwarder.pipeline import plan
 from forwarder.records import OutboxItem, OutboxRow
 from forwarder.store import Store
-from tests.configs import write_config
-from tests.servers import free_port
-from tests.servers.gateway import GatewaySimulator
-from tests.servers.mails import make_mail
+from tests.support.configs import write_config
+from tests.support.servers import free_port
+from tests.support.servers.gateway import GatewaySimulator
+from tests.support.servers.mails import make_mail
 
 T0 = 1_800_000_000.0
 SMTP_USER, SMTP_PASSWORD = "smtp-user", "smtp-SECRET-pass"

@@ -1,11 +1,15 @@
-"""Config files for tests: a real YAML file pointing at the test servers."""
+"""Configs for tests: a real YAML file pointing at the test servers, or an ``ImapConfig``."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from forwarder.config import ImapConfig
+from forwarder.configfile.schema import Secret
 
 OWNER = "380501234567"
 ALPHA = "TestAlpha"
@@ -57,3 +61,16 @@ def write_config(path: Path, imap: Any, gateway: Any, /, **extra: Any) -> Path:
     state = path.parent / "state.db"
     path.write_text(yaml.safe_dump(config_dict(imap, gateway, state, **extra), sort_keys=False))
     return path
+
+
+def imap_config(account, **overrides) -> ImapConfig:
+    """Plaintext to the test server as ``account``; ``overrides`` replace any field."""
+    config = ImapConfig(
+        host=account.host,
+        port=account.port,
+        security="plain",
+        username=account.user,
+        password=Secret(account.password),
+        timeout=5,
+    )
+    return dataclasses.replace(config, **overrides)

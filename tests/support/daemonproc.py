@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 
 def read_checkpoint(state: Path, folder: str = "INBOX") -> int | None:
@@ -25,6 +25,14 @@ def read_checkpoint(state: Path, folder: str = "INBOX") -> int | None:
     except sqlite3.OperationalError:
         return None
     return row[0] if row else None
+
+
+def read_ledger(state: Path) -> list[tuple[str, int, str, str]]:
+    """Every mail a daemon's state file has decided: (folder, uid, action, reason)."""
+    with sqlite3.connect(state, timeout=5) as db:
+        return db.execute(
+            "SELECT folder, uid, action, reason FROM handled ORDER BY folder, uid"
+        ).fetchall()
 
 
 class DaemonProcess:
@@ -67,8 +75,41 @@ class DaemonProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def wait_for_log(self, text: str, timeout: float = 15) -> None:
-        wait_until(lambda: text in self.output(), timeout, f"daemon log line {text!r}")
+    def read_meta(self, key: str) -> str | None:
+        """A value the daemon keeps in its state file's meta table (None: not there yet)."""
+        state = self.config.parent / "state.db"
+        if not state.exists():
+            return None
+        try:
+            with sqlite3.connect(state, timeout=1) as db:
+                row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    def wait_for_meta(self, key: str, wanted: str | None = None, timeout: float = 15) -> str:
+        """Until the state file's ``key`` is ``wanted`` (or, without it, set and non-empty).
+
+        What the daemon is doing, read as state: ``idle:<folder>`` (connected, disconnected,
+        unsupported), ``last_poll_error``, ``ready_at``…
+        """
+
+        def reached() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited early:\n{self.output()}")
+            value = self.read_meta(key)
+            return bool(value) if wanted is None else value == wanted
+
+        wait_until(reached, timeout, f"state {key!r} = {wanted or 'set'}")
+        return self.read_meta(key) or ""
+
+    def uidvalidity(self, folder: str = "INBOX") -> int | None:
+        """The UIDVALIDITY of the folder's checkpoint in the state file."""
+        with sqlite3.connect(self.config.parent / "state.db", timeout=5) as db:
+            row = db.execute(
+                "SELECT uidvalidity FROM checkpoints WHERE folder = ?", (folder,)
+            ).fetchone()
+        return row[0] if row else None
 
     def wait_for_checkpoint(
         self, folder: str = "INBOX", above: int = -1, timeout: float = 15

@@ -2,10 +2,11 @@
 
 The modules here never import pytest, so ``make demo`` can drive them from a plain script:
 
-- ``tests.servers.dovecot``: ``DovecotServer``, a real Dovecot in a temporary directory.
-- ``tests.servers.gateway``: ``GatewaySimulator``, an aiosmtpd server that checks every request
-  against the AlphaSMS Email2SMS document and can fail, drop and answer like the gateway.
-- ``tests.servers.mails``: ``make_mail()``, test messages built with the stdlib.
+- ``dovecot``: ``DovecotServer``, a real Dovecot in a temporary directory, and
+  ``ImapAccount``, a mailbox on it as the ``imap_user`` fixture hands it out.
+- ``gateway``: ``GatewaySimulator``, an aiosmtpd server that checks every request against the
+  AlphaSMS Email2SMS document and can fail, drop and answer like the gateway.
+- ``mails``: ``make_mail()``, test messages built with the stdlib.
 
 This package module holds the few helpers both servers share.
 """

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from tests.servers import LOOPBACK, free_port
+from tests.support.servers import LOOPBACK, free_port
 
 CHUNK = 65536
 

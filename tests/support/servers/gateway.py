@@ -44,7 +44,7 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.servers import LOOPBACK, TlsFiles, free_port
+from tests.support.servers import LOOPBACK, TlsFiles, free_port
 
 # The document's rules (Email2SMS v1.5, §2).
 GATEWAY_DOMAIN = "mail.alphasms.com.ua"
