@@ -25,18 +25,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from forwarder import crashpoints
-from tests.conftest import _require_dovecot
 from tests.support.configs import write_config
 from tests.support.daemonproc import DaemonProcess
 from tests.support.servers import wait_until
-from tests.support.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer
+from tests.support.servers.dovecot import SENT_FOLDER, DovecotServer
 from tests.support.servers.gateway import GatewaySimulator
 from tests.support.servers.mails import make_mail
 
@@ -49,11 +47,9 @@ ACCEPTED = {crashpoints.AFTER_DOT, crashpoints.AFTER_250}
 IN_DOUBT = {crashpoints.AFTER_IN_DOUBT, crashpoints.AFTER_DOT, crashpoints.AFTER_250}
 
 
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[DovecotServer]:
-    _require_dovecot()
-    with DovecotServer(tls=False, extra_config=SPECIAL_USE_SENT) as server:
-        yield server
+@pytest.fixture
+def dovecot(dovecot_with_sent: DovecotServer) -> DovecotServer:
+    return dovecot_with_sent
 
 
 def expected(point: str, receipts: str) -> tuple[int, dict[str, int]]:

@@ -142,7 +142,12 @@ def test_a_full_state_disk_holds_the_checkpoint_says_why_and_resumes(
         baseline = read_checkpoint(state)
         filler = fill(small_disk)
         imap_user.server.append(imap_user.user, "INBOX", make_mail("urgent: disk full", "body"))
-        daemon.wait_for_log("cannot record what it handles, so it stops here", timeout=30)
+        # The log is the one witness here: the state file is what cannot be written.
+        wait_until(
+            lambda: "cannot record what it handles, so it stops here" in daemon.output(),
+            30,
+            "the daemon to say the state file is full",
+        )
         assert read_checkpoint(state) == baseline
         assert gateway.received == []
         status = forwarder_status(config)
@@ -159,7 +164,9 @@ def test_a_full_state_disk_holds_the_checkpoint_says_why_and_resumes(
         wait_until(
             lambda: (read_checkpoint(state) or 0) > (baseline or 0), 30, "the checkpoint to move"
         )
-        daemon.wait_for_log("the state file can be written again", timeout=30)
+        wait_until(
+            lambda: "the state file can be written again" in daemon.output(), 30, "the resume"
+        )
         assert daemon.stop() == 0
     assert sms.text.startswith("Alice Sender: urgent: disk full")
     assert len(gateway.received) == 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import email
 import itertools
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,10 +21,9 @@ from forwarder.cli import status_data
 from forwarder.delivery.receipts import DoubtAction, doubt_ruling, own_ids, resolve
 from forwarder.delivery.states import State
 from forwarder.store import SCHEMA_VERSION, Store
-from tests.conftest import _require_dovecot
 from tests.support.delivery import T0, make_daemon, our_log, queue, row
 from tests.support.delivery import load_config as make_config
-from tests.support.servers.dovecot import SENT_FOLDER, SPECIAL_USE_SENT, DovecotServer
+from tests.support.servers.dovecot import SENT_FOLDER, DovecotServer
 from tests.support.servers.mails import make_mail
 
 pytestmark = pytest.mark.server
@@ -34,11 +32,9 @@ WAIT = 120  # delivery.receipt_wait's default
 _users = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[DovecotServer]:
-    _require_dovecot()
-    with DovecotServer(tls=False, extra_config=SPECIAL_USE_SENT) as server:
-        yield server
+@pytest.fixture
+def dovecot(dovecot_with_sent: DovecotServer) -> DovecotServer:
+    return dovecot_with_sent
 
 
 @pytest.fixture
