@@ -174,6 +174,27 @@ def test_a_refused_copy_recipient_costs_the_receipt_never_the_sms(
     assert len(simulator.wait_for(2)) == 2  # the one case that costs a second SMS: counted
 
 
+def test_on_doubt_alert_waits_for_the_receipt_then_alerts_and_a_late_copy_still_counts(
+    tmp_path: Path, account, gateway_factory, clock, daemons, caplog
+) -> None:
+    simulator = gateway_factory()  # the copy is accepted but goes nowhere (for now)
+    daemon = start(daemons, tmp_path, simulator, clock, account, on_doubt="alert")
+    simulator.drop_next("data", accept=True)
+    (queued,) = queue(daemon)
+    daemon.delivery.flush(daemon.clock())
+    clock.advance(WAIT)
+    daemon.delivery.flush(daemon.clock())
+    assert row(daemon, queued.id).state == State.IN_DOUBT  # never sent again
+    assert doubts(daemon) == {"alerted": 1}
+    assert "is in doubt and will not be sent again (delivery.on_doubt: alert)" in our_log(caplog)
+    ((_rcpt, copy),) = simulator.copies
+    account.server.append(account.user, "INBOX", copy)  # the copy turns up after all
+    daemon.intake.poll()
+    daemon.delivery.flush(daemon.clock())
+    assert row(daemon, queued.id).state == State.SENT
+    assert len(simulator.received) == 1
+
+
 # -- Sent-folder receipts ------------------------------------------------------------------------
 @pytest.mark.parametrize("rewrite", [None, outlook_rewrite], ids=["gmail", "outlook"])
 def test_the_sent_folder_settles_a_doubt_at_once(
