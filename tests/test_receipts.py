@@ -21,7 +21,16 @@ from forwarder.cli import status_data
 from forwarder.delivery.receipts import DoubtAction, doubt_ruling, own_ids, resolve
 from forwarder.delivery.states import State
 from forwarder.store import SCHEMA_VERSION, Store
-from tests.support.delivery import T0, make_daemon, our_log, queue, row
+from tests.support.delivery import (
+    MODES,
+    SECRETS,
+    T0,
+    make_daemon,
+    our_log,
+    queue,
+    row,
+    state_file_bytes,
+)
 from tests.support.delivery import load_config as make_config
 from tests.support.servers.dovecot import SENT_FOLDER, DovecotServer
 from tests.support.servers.mails import make_mail
@@ -130,6 +139,35 @@ def test_a_copy_is_never_forwarded_whatever_the_rules_and_guards_say(
     assert len(account.server.list_uids(account.user, "INBOX")) == 1
     (moved,) = account.server.list_uids(account.user, "Receipts")
     assert "\\Seen" in account.server.fetch_flags(account.user, "Receipts", [moved])[moved]
+
+
+@pytest.mark.parametrize("letter", ["a", "d"])
+def test_a_copy_in_a_secret_mode_leaves_its_secret_in_no_log_and_no_state(
+    tmp_path: Path, account, gateway_factory, clock, daemons, caplog, letter: str
+) -> None:
+    """The copy's Subject carries the gateway password or key (one DATA for both
+    recipients): it reaches the user's own mailbox, and nothing of forwarder's."""
+    simulator = gateway_factory(tls="starttls", local=to_inbox(account))
+    config = make_config(
+        tmp_path, simulator, imap=account, gateway=MODES[letter], log_level="DEBUG",
+        delivery={"receipts": "copy"},
+    )  # fmt: skip
+    daemon = make_daemon(config, clock)
+    daemons.append(daemon)
+    daemon.intake.poll()
+    simulator.drop_next("data", accept=True)
+    (queued,) = queue(daemon)
+    daemon.delivery.flush(daemon.clock())
+    daemon.intake.poll()  # the copy, with the secret in its Subject, is read as the receipt
+    daemon.delivery.flush(daemon.clock())
+    assert row(daemon, queued.id).state == State.SENT
+    assert len(simulator.received) == 1 and simulator.received[0].problems == ()
+    ((_rcpt, copy),) = simulator.copies
+    assert any(secret.encode() in copy for secret in SECRETS)  # the copy does carry one
+    log, state = our_log(caplog), state_file_bytes(config)
+    for secret in SECRETS:
+        assert secret not in log
+        assert secret.encode() not in state
 
 
 def test_no_copy_within_the_wait_means_it_did_not_get_through_and_it_is_resent(
