@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
@@ -140,7 +142,6 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return config
-    import sqlite3
 
     from forwarder.ops import logs
 
@@ -148,7 +149,15 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     for warning in config.warnings:
         logger.warning("%s", warning)
+    from forwarder import crashpoints
     from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
+
+    if crashpoints.armed():
+        logger.warning(
+            "%s=%s: this process kills itself there (a test); unset it in production",
+            crashpoints.ENV,
+            crashpoints.armed(),
+        )
 
     try:
         daemon = Daemon(config)
@@ -456,6 +465,19 @@ def _daemon_alive(store: Store) -> bool:
     return True
 
 
+#: Below this much free space the state file's disk is reported as full: a batch with its
+#: SMS, or one step of a send, needs a few pages (and the WAL may have to grow).
+LOW_DISK = 1024 * 1024
+
+
+def _state_disk(path: Path) -> dict:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return {"free_bytes": None, "full": False}
+    return {"free_bytes": free, "full": free < LOW_DISK}
+
+
 def status_data(config: Config, store: Store, limit: int = 10) -> dict:
     """Everything ``status`` shows, as plain data (no secrets: subjects are stored masked)."""
     import dataclasses
@@ -505,7 +527,13 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
             }
             for account in config.accounts
         },
+        "state_disk": _state_disk(config.state),
         "outbox": store.count_states(),
+        # Requests whose 250 was never seen, by how each ended: receipt (confirmed by its
+        # copy or its Sent entry, not sent again), resent (no proof: maybe a second SMS),
+        # alerted (delivery.on_doubt: alert), open (still looking for the receipt).
+        "receipts": config.receipts.value,
+        "doubts": store.doubt_counts(),
         "waiting_for_read": store.waiting_for_read(),  # delay + unless_read, not yet decided
         "sent_last_24h": store.sent_since(time.time() - 86400),
         "sent_today": store.sent_since(midnight.timestamp()),
@@ -573,6 +601,13 @@ def _status(args: argparse.Namespace) -> int:
         return EX_OK
     running = data["running"]
     print(f"daemon:     {'up since ' + _ago(data['started_at']) if running else 'not running'}")
+    disk = data["state_disk"]
+    if disk["full"]:
+        print(
+            f"STATE FILE DISK FULL: {disk['free_bytes']} bytes free where {data['state_file']} "
+            "lives. forwarder cannot record progress: new mail waits on the server (nothing is "
+            "lost) and no SMS goes out until there is room again"
+        )
     print(f"last poll:  {_ago(data['last_poll'])}")
     if data["last_poll_error"]:
         print(f"IMAP error: {data['last_poll_error']}")
@@ -599,6 +634,14 @@ def _status(args: argparse.Namespace) -> int:
         )
     used = data["limit_counts"]
     print(f"outbox:     {counts}; {data['sent_today']} sent today")
+    doubts = data["doubts"]
+    if doubts:
+        print(
+            f"in doubt:   {doubts.get('receipt', 0)} confirmed by a receipt, "
+            f"{doubts.get('resent', 0)} resent without one (a second SMS possible), "
+            f"{doubts.get('alerted', 0)} alerted, {doubts.get('open', 0)} open "
+            f"(receipts: {data['receipts']})"
+        )
     print(
         f"limits:     {used['minute']}/{limits['per_minute']} in the last minute, "
         f"{used['hour']}/{limits['per_hour']} in the last hour, "

@@ -22,6 +22,8 @@ from forwarder.configfile import LOG_FORMATS  # re-exported: config.LOG_FORMATS
 from forwarder.configfile.schema import Problems, Secret, Section
 from forwarder.configfile.yamlsource import ConfigError, Problem, load_file
 from forwarder.delivery.policy import LimitsConfig
+from forwarder.delivery.receipts import Receipts
+from forwarder.delivery.receipts import resolve as resolve_receipts
 from forwarder.gateway import account as gateway
 from forwarder.gateway.account import Account, Auth, Mode
 from forwarder.oauth import profiles
@@ -121,7 +123,13 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    on_doubt: str = "alert"  # resend | alert: what to do with a send cut off after the final dot
+    # resend | alert: a request in doubt (cut off after the final dot) that no receipt settles
+    on_doubt: str = "resend"
+    receipts: str = Receipts.AUTO.value  # auto | sent_folder | copy | off: how doubts are settled
+    receipt_wait: float = 120.0  # how long after a doubt its receipt may take to show up
+    sent_folder: str | None = None  # receipts: sent_folder; None: the RFC 6154 \\Sent folder
+    receipt_to: str | None = None  # receipts: copy; None: smtp.from
+    receipt_folder: str | None = None  # receipts: copy; move copies here (None: mark them read)
     max_age: float = 6 * 3600.0  # keep retrying a pending SMS this long after due, then fail it
     retry_attempts: int = 3  # tries within one send before the SMS waits for the next round
     retry_backoff: float = 30.0  # first wait between rounds after a transient failure; doubles
@@ -197,6 +205,16 @@ class Config:
                 return account
         raise KeyError(name)
 
+    @property
+    def receipts(self) -> Receipts:
+        """The receipt kind in use (``auto`` resolved for this SMTP and IMAP host)."""
+        return resolve_receipts(self.delivery.receipts, self.smtp.host, self.imap.host)
+
+    @property
+    def receipt_to(self) -> str:
+        """Where ``copy`` receipts go: ``delivery.receipt_to``, else ``smtp.from``."""
+        return self.delivery.receipt_to or self.smtp.from_addr
+
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file; raise ConfigError with every problem found."""
@@ -213,7 +231,8 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     accounts = _accounts(top, oauth)
     smtp = _smtp(smtp_section, accounts, oauth)
     account, reply_from, pause, probe_wait = _gateway(top.section("gateway"), smtp)
-    delivery = _delivery(top.section("delivery"))
+    watched = {folder for imap in accounts for folder in imap.folders}
+    delivery = _delivery(top.section("delivery"), watched)
     limits = _limits(top.section("limits"))
     sms = _sms(top.section("sms"), account.max_length)
     log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -719,10 +738,24 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
     return account, reply_from, pause, probe_wait
 
 
-def _delivery(s: Section) -> DeliveryConfig:
+def _check_address(value: str) -> str | None:
+    if not _BARE_ADDRESS.match(value):
+        return f"must be an e-mail address alone, like me@example.com, not {value!r}"
+    return None
+
+
+def _delivery(s: Section, watched: set[str]) -> DeliveryConfig:
     d = _defaults(DeliveryConfig)
     config = DeliveryConfig(
-        on_doubt=s.str("on_doubt", d["on_doubt"], choices=("alert", "resend")),
+        on_doubt=s.str("on_doubt", d["on_doubt"], choices=("resend", "alert")),
+        # YAML 1.1 reads a bare `off` as false: take it as the word it was meant to be.
+        receipts=Receipts.OFF.value
+        if s.raw("receipts") is False
+        else s.str("receipts", d["receipts"], choices=[r.value for r in Receipts]),
+        receipt_wait=s.duration("receipt_wait", d["receipt_wait"], minimum=1),
+        sent_folder=s.str("sent_folder", None, what="a folder name", check=_check_folder),
+        receipt_to=s.str("receipt_to", None, what="an e-mail address", check=_check_address),
+        receipt_folder=s.str("receipt_folder", None, what="a folder name", check=_check_folder),
         max_age=s.duration("max_age", d["max_age"], minimum=60),
         retry_attempts=s.int("retry_attempts", d["retry_attempts"], minimum=1, maximum=20),
         retry_backoff=s.duration("retry_backoff", d["retry_backoff"], minimum=1),
@@ -732,6 +765,22 @@ def _delivery(s: Section) -> DeliveryConfig:
             "message_id_domain", d["message_id_domain"], what="a domain", check=check_domain
         ),
     )
+    if config.receipt_folder is not None and config.receipt_folder in watched:
+        # A copy moved into a watched folder would come back as new mail, again and again.
+        s.error(
+            "receipt_folder",
+            f"delivery.receipt_folder {config.receipt_folder!r} is a watched folder "
+            "(imap.folders); "
+            "name a folder forwarder does not watch",
+        )
+    explicit = config.receipts
+    for key, wanted in (
+        ("sent_folder", Receipts.SENT_FOLDER),
+        ("receipt_to", Receipts.COPY),
+        ("receipt_folder", Receipts.COPY),
+    ):
+        if s.has(key) and explicit in (Receipts.OFF.value, _other(wanted)):
+            s.error(key, f"delivery.{key} is only used with receipts: {wanted.value} (or auto)")
     if config.retry_backoff_max < config.retry_backoff:
         s.error(
             "retry_backoff_max",
@@ -740,6 +789,16 @@ def _delivery(s: Section) -> DeliveryConfig:
         )
     s.finish()
     return config
+
+
+def _other(kind: Receipts) -> str:
+    return (Receipts.COPY if kind is Receipts.SENT_FOLDER else Receipts.SENT_FOLDER).value
+
+
+def _check_folder(value: str) -> str | None:
+    if not value.strip() or any(c in value for c in "\r\n"):
+        return "must be a folder name (not empty, no line breaks)"
+    return None
 
 
 def _limits(s: Section) -> LimitsConfig:

@@ -52,7 +52,7 @@ from forwarder.intake import Intake, Observer
 from forwarder.ops.alerts import ImapOutage
 from forwarder.ops.runtime import Operations
 from forwarder.ops.status import status_line
-from forwarder.records import OutboxRow
+from forwarder.records import OutboxRow, Receipt
 from forwarder.store import DEFAULT_ACCOUNT, Store
 
 logger = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ class Daemon:
             self.tracker,
             clock=self.clock,
             read_states=self._read_states,
+            find_in_sent=self._find_in_sent,
+            retry_in=self._deliver_in,
             stopping=self._stopping,
             progress=lambda: self._delivery_watch.beat() if self._delivery_watch else None,
         )
@@ -480,6 +482,33 @@ class Daemon:
             else:
                 states.update(intake.read_states(account_rows))
         return states
+
+    def _find_in_sent(self, message_ids: Sequence[str]) -> dict[str, Receipt] | None:
+        """Delivery's Sent-folder port: each account's Sent folder, until all are found
+        (which account the SMTP server files in is not known); None if none could look."""
+        found: dict[str, Receipt] = {}
+        looked = False
+        for intake in list(self.intakes.values()):
+            wanted = [m for m in message_ids if m not in found]
+            if not wanted:
+                break
+            answer = intake.find_in_sent(wanted)
+            if answer is not None:
+                looked = True
+                found.update(answer)
+        return found if looked else None
+
+    def _deliver_in(self, delay: float) -> None:
+        """A delivery pass in ``delay`` seconds (a doubt's receipt_wait ends then)."""
+        if not self.scheduler.running or self._stopping.is_set():
+            return
+        with contextlib.suppress(SchedulerNotRunningError):
+            self.scheduler.add_job(
+                self._deliver_now.set,
+                "date",
+                run_date=self.clock.utc() + timedelta(seconds=delay),
+                misfire_grace_time=None,
+            )
 
     def _delivery_loop(self) -> None:
         """Flush whenever a commit queued SMS, a round ended, or the next row comes due.

@@ -7,9 +7,22 @@ mail is decided by the pure pipeline (``forwarder.pipeline.plan``) and committed
 checkpoint in one transaction (``Store.record_batch``), then ``on_commit`` says so, so that
 delivery can start on it while the next batch is fetched.
 
-It also answers delivery's one question to IMAP, ``read_states``: has the mail of an
-``unless_read`` SMS been read meanwhile. Both run on the same connection under one lock:
-IMAP connections are not safe to share between threads.
+A mail in a watched folder whose Message-ID is one of our own requests' (or carries it in
+``X-Microsoft-Original-Message-ID``, where Outlook.com moves it) is that request's *receipt*
+(``forwarder.delivery.receipts``: the copy to the owner, ``delivery.receipts: copy``). It is
+recorded with the batch, never forwarded whatever the rules and guards say, and then kept
+out of the user's way: marked ``\\Seen`` (so it is no new mail to anyone's phone or client)
+and moved to ``delivery.receipt_folder`` if one is set. Not deleted: it is the user's own
+record of what forwarder sent.
+
+It also answers delivery's two questions to IMAP: ``read_states`` (has the mail of an
+``unless_read`` SMS been read meanwhile) and ``find_in_sent`` (is a request in doubt in the
+Sent folder). All of it runs on the same connection under one lock: IMAP connections are
+not safe to share between threads.
+
+If the state file cannot be written (its disk is full), nothing moves: the batch's
+transaction rolls back, the checkpoint stays, the mail waits on the server; this is said
+once, plainly, and the next poll tries again.
 
 Nothing here schedules, sends or handles signals: that is the daemon's and delivery's.
 """
@@ -17,16 +30,19 @@ Nothing here schedules, sends or handles signals: that is the daemon's and deliv
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from forwarder import crashpoints
 from forwarder.backoff import Backoff
 from forwarder.clock import Clock
 from forwarder.config import Config, ImapConfig
 from forwarder.delivery.policy import ReadState
+from forwarder.delivery.receipts import ID_HEADERS, Receipts, own_ids
 from forwarder.gateway.request import new_message_id
 from forwarder.gateway.tracker import ReplyTracker
 from forwarder.imap.checkpoints import Batch, poll_folder
@@ -40,9 +56,9 @@ from forwarder.imap.connection import (
 from forwarder.imap.idle import CONNECTED, DISCONNECTED, UNSUPPORTED, IdleWatchers
 from forwarder.mail import Mail
 from forwarder.pipeline import plan
-from forwarder.records import LedgerEntry, OutboxItem, OutboxRow
+from forwarder.records import LedgerEntry, OutboxItem, OutboxRow, Receipt
 from forwarder.rules.ruleset import FORWARD, SKIP, Decision
-from forwarder.store import DEFAULT_ACCOUNT, Store
+from forwarder.store import DEFAULT_ACCOUNT, StateUnwritable, Store
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +137,10 @@ class Intake:
         self._missing: set[str] = set()  # folders found missing (reported once)
         self._watchers: list[IdleWatchers] = []  # a list so that stopping them is one pop
         self.looked_at: set[str] = set()  # folders polled (or baselined) at least once
+        self._tidy: dict[str, list[int]] = {}  # folder → UIDs of receipts to mark and move
+        self._sent_folder: str | None = None  # found on the server (RFC 6154)
+        self._said: set[str] = set()  # problems said once (no Sent folder, ...)
+        self.unwritable: str | None = None  # why the state file cannot be written, if so
         self.last_error: MailboxError | None = None  # of the last poll; None: it worked
         # The account's own round: one account down or slow never delays another.
         self.round_lock = threading.Lock()
@@ -168,6 +188,8 @@ class Intake:
                 self.backoff.succeeded()
                 self._missing.clear()
                 self.looked_at.clear()
+            self._said.clear()
+            self._sent_folder = None
             self.config = fresh
         if changed:
             self.start_idle()
@@ -202,7 +224,24 @@ class Intake:
     def poll(self) -> None:
         """Look for new mail in every folder, unless backing off after a failure."""
         with self._lock:
-            self._poll()
+            try:
+                self._poll()
+            except StateUnwritable as exc:
+                self._cannot_record(exc)
+                return
+        if self.unwritable is not None:
+            self.unwritable = None
+            logger.warning("the state file can be written again: forwarder goes on")
+
+    def _cannot_record(self, exc: StateUnwritable) -> None:
+        if self.unwritable is None:
+            logger.error(
+                "%s. forwarder cannot record what it handles, so it stops here: the "
+                "checkpoint stays where it was, new mail waits on the server and nothing is "
+                "lost; it goes on by itself once there is room again (free some space)",
+                exc,
+            )
+        self.unwritable = str(exc)
 
     def _poll(self) -> None:
         if not self.backoff.due():
@@ -233,10 +272,13 @@ class Intake:
         last = self._late_checked.get(folder)
         check_late = last is None or now - last >= self.imap.poll_interval
         try:
-            poll_folder(
-                mailbox, self.store, folder, self._handle_batch, check_late=check_late,
-                reads=self.config.ruleset.reads,  # a backlog: fetch only what the rules read
-            )  # fmt: skip
+            try:
+                poll_folder(
+                    mailbox, self.store, folder, self._handle_batch, check_late=check_late,
+                    reads=self.config.ruleset.reads,  # a backlog: fetch only what the rules read
+                )  # fmt: skip
+            finally:
+                self._tidy_receipts(mailbox, folder)
         except FolderMissing as exc:
             if folder not in self._missing:  # said once, not every round
                 self._missing.add(folder)
@@ -254,6 +296,29 @@ class Intake:
         if folder in self._missing:
             self._missing.discard(folder)
             logger.info("IMAP folder %r exists again", folder)
+
+    def _tidy_receipts(self, mailbox: Mailbox, folder: str) -> None:
+        """Keep the receipts just recorded out of the user's way: ``\\Seen``, and moved to
+        ``delivery.receipt_folder`` if set. They are committed already: a failure here
+        costs only the tidying (said, never retried)."""
+        uids = self._tidy.pop(folder, [])
+        if not uids:
+            return
+        target = self.config.delivery.receipt_folder
+        try:
+            mailbox.select(folder, readonly=False)
+            mailbox.mark_seen(uids)
+            if target:
+                mailbox.ensure_folder(target)
+                mailbox.move(uids, target)
+        except CommandRefused as exc:
+            logger.warning(
+                "%s: %d receipt(s) recorded but not %s: %s",
+                folder,
+                len(uids),
+                f"moved to {target!r}" if target else "marked read",
+                exc,
+            )
 
     def _failed(self, exc: MailboxError) -> None:
         """Back off, and say so: a wrong password once, not every round."""
@@ -333,7 +398,15 @@ class Intake:
         def forwarded_as(message_id: str) -> str | None:
             return in_batch.get(message_id) or self.store.forwarded_as(message_id)
 
+        receipts: list[Receipt] = []
         for mail, decided in self._with_text(batch, now):
+            if (request := self._receipt_of(mail)) is not None:
+                receipts.append(Receipt(request, Receipts.COPY.value, batch.folder, mail.uid))
+                reason = f"the receipt of SMS request {request}: the SMTP server accepted it"
+                entries.append(LedgerEntry(mail.uid, mail.message_id or request, SKIP, None,
+                                           reason))  # fmt: skip
+                logger.info("mail %s: %s", mail.describe(), reason)
+                continue
             try:
                 result = plan(
                     mail,
@@ -368,10 +441,20 @@ class Intake:
                     "rule": result.entry.rule,
                 },
             )
-        self.store.record_batch(
-            batch.folder, batch.uidvalidity, entries, outbox, advance_to=batch.advance_to
-        )
         if outbox:
+            crashpoints.reach(crashpoints.AFTER_FETCH)
+        self.store.record_batch(
+            batch.folder,
+            batch.uidvalidity,
+            entries,
+            outbox,
+            advance_to=batch.advance_to,
+            receipts=receipts,
+        )
+        if receipts:
+            self._tidy.setdefault(batch.folder, []).extend(r.uid for r in receipts)
+        if outbox:
+            crashpoints.reach(crashpoints.AFTER_COMMIT)
             self._on_commit()
         counts = Counter(e.action for e in entries)
         self.observer.batch_decided(counts)
@@ -383,6 +466,16 @@ class Intake:
             extra={"folder": batch.folder},
         )
         return [e.uid for e in entries if e.action == FORWARD]
+
+    def _receipt_of(self, mail: Mail) -> str | None:
+        """The request this mail is the copy of, if it is one (checked before any rule)."""
+        values = itertools.chain.from_iterable(
+            mail.message.get_all(header, []) for header in ID_HEADERS
+        )
+        for message_id in own_ids(values, self.config.delivery.message_id_domain):
+            if self.store.is_request(message_id):
+                return message_id
+        return None
 
     def _with_text(self, batch: Batch, now: datetime) -> list[tuple[Mail, Decision | None]]:
         """The batch's mails, with their text where it is needed, each with the decision made
@@ -434,7 +527,59 @@ class Intake:
             return
         self.observer.reply_recorded(reply.code.value)
 
-    # -- delivery's question --------------------------------------------------------------------
+    # -- delivery's questions -------------------------------------------------------------------
+    def find_in_sent(self, message_ids: Sequence[str]) -> dict[str, Receipt] | None:
+        """Search the Sent folder for each request's Message-ID; None when it cannot.
+
+        The folder is ``delivery.sent_folder``, else the one the server names ``\\Sent``
+        (RFC 6154; XLIST on old Gmail; then the usual names). One UID SEARCH per request.
+        """
+        if not message_ids:
+            return {}
+        with self._lock:
+            try:
+                mailbox = self._connection()
+                folder = self.config.delivery.sent_folder or self._find_sent(mailbox)
+                if folder is None:
+                    self._say_once(
+                        "no sent folder",
+                        "IMAP: the server names no Sent folder, so requests in doubt cannot be "
+                        "looked up there; set delivery.sent_folder, or delivery.receipts: copy",
+                    )
+                    return None
+                mailbox.select(folder, readonly=True)
+                found: dict[str, Receipt] = {}
+                for message_id in message_ids:
+                    uids = mailbox.search_message_id(message_id)
+                    if uids:
+                        found[message_id] = Receipt(
+                            message_id, Receipts.SENT_FOLDER.value, folder, max(uids)
+                        )
+                return found
+            except FolderMissing as exc:
+                self._say_once("sent folder missing", f"{exc}; check delivery.sent_folder")
+                return None
+            except MailboxError as exc:
+                logger.warning(
+                    "IMAP: cannot look for %d request(s) in doubt in the Sent folder: %s",
+                    len(message_ids),
+                    exc,
+                )
+                self._disconnect()
+                return None
+
+    def _find_sent(self, mailbox: Mailbox) -> str | None:
+        if self._sent_folder is None:  # asked once (until a reload): names rarely change
+            self._sent_folder = mailbox.find_sent_folder()
+            if self._sent_folder is not None:
+                logger.info("IMAP: requests in doubt are looked up in %r", self._sent_folder)
+        return self._sent_folder
+
+    def _say_once(self, key: str, message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            logger.error("%s", message)
+
     def read_states(self, rows: Sequence[OutboxRow]) -> dict[int, ReadState]:
         """Ask IMAP whether each unless_read row's mail is \\Seen; UNKNOWN where it cannot."""
         states: dict[int, ReadState] = {}

@@ -91,3 +91,18 @@ class OutboxRow:
     duplicate_of: int | None = None
     summary_id: int | None = None
     account: str = "default"
+    proof: str = ""  # what the last attempt that reached the final dot can be proved by
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Evidence that the SMTP server accepted a request: its copy, or its Sent-folder entry.
+
+    ``message_id`` is the request's; ``how`` a ``delivery.receipts.Receipts`` value;
+    ``folder``/``uid`` where it was found.
+    """
+
+    message_id: str
+    how: str
+    folder: str = ""
+    uid: int = 0

@@ -16,6 +16,13 @@ What it must guarantee, and how:
   in_doubt → sent``), and every request that reaches the final dot is logged
   in ``sends`` in the same commit as ``in_doubt``: that log, not the rows'
   states, is what ``limits`` count, since one row may go out more than once.
+* A request whose 250 was never seen is a *doubt* (``doubts``): opened when it is
+  found (a cut-off after the dot, a restart), settled by the move that takes the row
+  out of ``in_doubt`` (a receipt, a resend) or by an alert; ``receipts`` keeps the
+  evidence found over IMAP. ``status`` counts them by outcome.
+* A write that fails because the disk is full (or will not write) raises
+  ``StateUnwritable`` after the rollback: nothing half-written, the checkpoint where it
+  was; the caller says so plainly and tries again later.
 """
 
 from __future__ import annotations
@@ -33,10 +40,20 @@ from typing import Any
 
 from forwarder.delivery.policy import DAY, HOUR, MINUTE, Candidate, SendCounts
 from forwarder.delivery.states import ANSWERABLE, DELIVERED, ORIGINALS, UNDER_WAY, State, check
-from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow
+from forwarder.records import Checkpoint, LedgerEntry, OutboxItem, OutboxRow, Receipt
 
-SCHEMA_VERSION = 2  # 2: every folder-keyed row is keyed by account as well
+#: 2: every folder-keyed row is keyed by account as well.
+#: 3: outbox.proof, tables receipts and doubts (issue 11). Older files are brought up to it.
+SCHEMA_VERSION = 3
 DEFAULT_ACCOUNT = "default"
+
+#: SQLite's primary result codes for "the disk is full" and "the disk would not write".
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+
+
+class StateUnwritable(sqlite3.OperationalError):
+    """The state file cannot be written: its disk is full, or failing. Nothing was written."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -102,6 +119,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     duplicate_of      INTEGER,
     summary_id        INTEGER,
     previous_ids      TEXT NOT NULL DEFAULT '',  -- Message-IDs of earlier tries (MSG:XXX resend)
+    proof             TEXT NOT NULL DEFAULT '',  -- last attempt at the dot: copy | sent_folder | ''
     UNIQUE (account, folder, uidvalidity, uid, recipient)
 );
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, not_before);
@@ -131,6 +149,27 @@ CREATE TABLE IF NOT EXISTS replies (
     tie                TEXT NOT NULL,
     UNIQUE (account, folder, uidvalidity, uid)
 );
+-- Evidence that the SMTP server accepted a request: its copy to the owner, or its entry
+-- in the Sent folder (delivery.receipts), keyed on the request's Message-ID.
+CREATE TABLE IF NOT EXISTS receipts (
+    message_id TEXT PRIMARY KEY,
+    how        TEXT NOT NULL,
+    folder     TEXT NOT NULL DEFAULT '',
+    uid        INTEGER NOT NULL DEFAULT 0,
+    found_at   REAL NOT NULL
+);
+-- Every request found in doubt (no 250 seen after the final dot) and how it ended:
+-- receipt (confirmed, not sent again), resent (sent again without proof), alerted.
+CREATE TABLE IF NOT EXISTS doubts (
+    id         INTEGER PRIMARY KEY,
+    outbox_id  INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    began_at   REAL NOT NULL,
+    proof      TEXT NOT NULL DEFAULT '',
+    settled_at REAL,
+    outcome    TEXT
+);
+CREATE INDEX IF NOT EXISTS doubts_open ON doubts (outbox_id) WHERE settled_at IS NULL;
 CREATE TABLE IF NOT EXISTS blocked (
     recipient TEXT PRIMARY KEY,
     since     REAL NOT NULL,
@@ -162,6 +201,16 @@ class ReplyRow:
     detail: str
     request_message_id: str | None
     tie: str
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """An open doubt: the row ``outbox_id`` is ``in_doubt`` since ``began_at``."""
+
+    outbox_id: int
+    message_id: str
+    began_at: float
+    proof: str
 
 
 @dataclass(frozen=True)
@@ -213,7 +262,11 @@ class Store:
             if version == 1:
                 self._migrate_from_1()
             self._db.executescript(_SCHEMA)
-        self.set_meta("schema_version", str(SCHEMA_VERSION))
+        if version is not None and version < 3:
+            self._migrate_to_3(version)
+        elif version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        # An up-to-date file is not written to here: status must open it on a full disk.
 
     def _schema_version(self) -> int | None:
         """The version a state file was written with; None for a new file."""
@@ -247,6 +300,22 @@ class Store:
                 db.execute(f"DROP TABLE {table}_v1")
             db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
+    def _migrate_to_3(self, version: int) -> None:
+        """Schema 2 → 3: ``outbox.proof`` (old rows get '': nothing can prove their last
+        attempt, so a row left ``in_doubt`` goes straight to ``delivery.on_doubt``); the
+        tables ``receipts`` and ``doubts`` came from ``_SCHEMA``'s ``IF NOT EXISTS``. One
+        commit; ``migrated_from`` remembers where the file came from."""
+        with self.transaction() as db:
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(outbox)")}
+            if "proof" not in columns:  # a schema-1 file was rebuilt with it already
+                db.execute("ALTER TABLE outbox ADD COLUMN proof TEXT NOT NULL DEFAULT ''")
+            for key, value in (("schema_version", SCHEMA_VERSION), ("migrated_from", version)):
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, str(value)),
+                )
+
     def account(self, name: str) -> AccountStore:
         """This state file as one account's intake sees it (its checkpoints and ledger)."""
         return AccountStore(self, name)
@@ -267,9 +336,13 @@ class Store:
             try:
                 yield self._db
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _unwritable(exc):
+                    raise StateUnwritable(
+                        f"the state file {self.path} cannot be written: {exc}"
+                    ) from exc
                 raise
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -365,14 +438,17 @@ class Store:
         *,
         advance_to: int | None,
         account: str = DEFAULT_ACCOUNT,
+        receipts: Sequence[Receipt] = (),
     ) -> None:
-        """Write decisions, queue SMS and advance the checkpoint: all or nothing.
+        """Write decisions, queue SMS, record receipts and advance the checkpoint: all or
+        nothing.
 
         ``advance_to`` never moves the checkpoint backwards; None leaves it alone
         (used for late arrivals below the checkpoint).
         """
         now = self.clock()
         with self.transaction() as db:
+            self._add_receipts(db, folder, receipts, now)
             db.executemany(
                 "INSERT OR IGNORE INTO handled "
                 "(account, folder, uidvalidity, uid, message_id, action, rule, reason, at) "
@@ -445,6 +521,9 @@ class Store:
             f"UPDATE outbox SET state = ?, updated_at = ?{sets} WHERE id = ?",
             (new.value, self.clock(), *params, row_id),
         )
+        if found["state"] == State.IN_DOUBT and new is not State.IN_DOUBT:
+            # Whatever takes a row out of doubt settles its open doubt, in the same commit.
+            self._settle_doubt(db, row_id, _DOUBT_OUTCOMES.get(new, "gave up"))
 
     def start_attempt(self, row_id: int) -> None:
         """``sending``: one more SMTP attempt begins (nothing is sent before this commit)."""
@@ -457,12 +536,13 @@ class Store:
                 (self.clock(),),
             )
 
-    def before_dot(self, row_id: int) -> None:
+    def before_dot(self, row_id: int, *, proof: str = "") -> None:
         """``in_doubt``, and one more entry in the sends log, in one commit: from the final
-        dot on, the gateway may have the request (and bill it)."""
+        dot on, the gateway may have the request (and bill it). ``proof``: what a receipt of
+        this attempt would be (``delivery.receipts``), '' when none can come."""
         now = self.clock()
         with self.transaction() as db:
-            self._move(db, row_id, State.IN_DOUBT)
+            self._move(db, row_id, State.IN_DOUBT, ", proof = ?", (proof,))
             db.execute("INSERT INTO sends (outbox_id, at) VALUES (?, ?)", (row_id, now))
 
     def mark_sent(self, row_id: int, *, how: str | None = None) -> None:
@@ -477,9 +557,99 @@ class Store:
             )
 
     def mark_in_doubt(self, row_id: int, *, error: str) -> None:
-        """Still ``in_doubt``, with the error that cut the send off after the final dot."""
+        """Still ``in_doubt``, with the error that cut the send off after the final dot; the
+        doubt is opened in the same commit."""
         with self.transaction() as db:
             self._move(db, row_id, State.IN_DOUBT, ", last_error = ?", (error,))
+            self._open_doubt(db, row_id)
+
+    # -- doubts and receipts ------------------------------------------------------------------
+    def open_doubt(self, row_id: int) -> bool:
+        """Open a doubt for an ``in_doubt`` row (after a restart); False if one is open, or
+        if the row was alerted about already."""
+        with self.transaction() as db:
+            return self._open_doubt(db, row_id)
+
+    def _open_doubt(self, db: sqlite3.Connection, row_id: int) -> bool:
+        row = db.execute("SELECT message_id, proof FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if (
+            row is None
+            or db.execute(
+                "SELECT 1 FROM doubts WHERE outbox_id = ? "
+                "AND (settled_at IS NULL OR outcome = 'alerted')",
+                (row_id,),
+            ).fetchone()
+        ):
+            return False  # one is open, or a person was told already (on_doubt: alert)
+        db.execute(
+            "INSERT INTO doubts (outbox_id, message_id, began_at, proof) VALUES (?, ?, ?, ?)",
+            (row_id, row["message_id"], self.clock(), row["proof"]),
+        )
+        return True
+
+    def open_doubts(self) -> dict[int, Doubt]:
+        rows = self._query(
+            "SELECT outbox_id, message_id, began_at, proof FROM doubts WHERE settled_at IS NULL"
+        )
+        return {r["outbox_id"]: Doubt(**dict(r)) for r in rows}
+
+    def settle_doubt(self, row_id: int, outcome: str) -> None:
+        """Close the row's open doubt without moving the row (``delivery.on_doubt: alert``)."""
+        with self.transaction() as db:
+            self._settle_doubt(db, row_id, outcome)
+
+    def _settle_doubt(self, db: sqlite3.Connection, row_id: int, outcome: str) -> None:
+        db.execute(
+            "UPDATE doubts SET settled_at = ?, outcome = ? "
+            "WHERE outbox_id = ? AND settled_at IS NULL",
+            (self.clock(), outcome, row_id),
+        )
+
+    def doubt_counts(self) -> dict[str, int]:
+        """Doubts by outcome ('open' for those not settled yet), for status and the log."""
+        rows = self._query(
+            "SELECT COALESCE(outcome, 'open') AS outcome, COUNT(*) AS n FROM doubts "
+            "GROUP BY COALESCE(outcome, 'open')"
+        )
+        return {r["outcome"]: int(r["n"]) for r in rows}
+
+    def add_receipt(self, receipt: Receipt) -> bool:
+        """Record a receipt found outside a batch (a Sent-folder search); False if known."""
+        with self.transaction() as db:
+            return self._add_receipts(db, receipt.folder, [receipt], self.clock()) > 0
+
+    def _add_receipts(
+        self, db: sqlite3.Connection, folder: str, receipts: Sequence[Receipt], now: float
+    ) -> int:
+        added = 0
+        for r in receipts:
+            added += db.execute(
+                "INSERT OR IGNORE INTO receipts (message_id, how, folder, uid, found_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (r.message_id, r.how, r.folder or folder, r.uid, now),
+            ).rowcount
+        return added
+
+    def receipts_for(self, message_ids: Iterable[str]) -> dict[str, str]:
+        """Message-ID → how its receipt was found, for those of ``message_ids`` that have one."""
+        wanted = list(message_ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT message_id, how FROM receipts WHERE message_id IN ({marks})", chunk
+            )
+            found.update((r["message_id"], r["how"]) for r in rows)
+        return found
+
+    def is_request(self, message_id: str) -> bool:
+        """Whether ``message_id`` is (or was) one of our SMS requests' Message-IDs."""
+        return self.outbox_by_message_id(message_id) is not None
+
+    def prune_receipts(self, older_than: float) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM receipts WHERE found_at < ?", (older_than,)).rowcount
 
     def retry_later(self, row_id: int, *, error: str, not_before: float) -> None:
         """Back to ``pending`` after a transient failure, not before ``not_before``."""
@@ -751,6 +921,19 @@ class Store:
             db.execute("DELETE FROM circuit WHERE name = 'gateway'")
 
 
+#: How a doubt ends when its row leaves ``in_doubt`` for each state.
+_DOUBT_OUTCOMES = {State.SENT: "receipt", State.PENDING: "resent", State.SENDING: "resent"}
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> bool:
+    """A full disk or a failing one (SQLITE_FULL, SQLITE_IOERR and its extended codes)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR)
+    text = str(exc).lower()
+    return "disk is full" in text or "disk i/o error" in text
+
+
 _INSERT_OUTBOX = (
     "INSERT OR IGNORE INTO outbox (kind, account, folder, uidvalidity, uid, source_message_id, "
     "rule, recipient, to_addr, sender, subject_masked, text, mail_from, mail_subject, "
@@ -795,10 +978,20 @@ class AccountStore:
         outbox: Sequence[OutboxItem],
         *,
         advance_to: int | None,
+        receipts: Sequence[Receipt] = (),
     ) -> None:
         self.store.record_batch(
-            folder, uidvalidity, handled, outbox, advance_to=advance_to, account=self.name
+            folder,
+            uidvalidity,
+            handled,
+            outbox,
+            advance_to=advance_to,
+            account=self.name,
+            receipts=receipts,
         )
+
+    def is_request(self, message_id: str) -> bool:
+        return self.store.is_request(message_id)  # a copy may land in any account's folder
 
     def forwarded_as(self, message_id: str) -> str | None:
         return self.store.forwarded_as(message_id)  # across accounts: one message, one SMS

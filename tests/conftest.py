@@ -18,6 +18,7 @@ import pytest
 from tests.support.idp import IdentityProvider
 from tests.support.servers.dovecot import (
     INSTALL_HINT,
+    SPECIAL_USE_SENT,
     DovecotServer,
     ImapAccount,
     dovecot_installed,
@@ -25,7 +26,14 @@ from tests.support.servers.dovecot import (
 from tests.support.servers.gateway import GatewaySimulator
 
 SERVER_FIXTURES = frozenset(
-    {"dovecot_server", "imap_user", "dovecot_factory", "gateway", "gateway_factory"}
+    {
+        "dovecot_server",
+        "imap_user",
+        "dovecot_factory",
+        "dovecot_with_sent",
+        "gateway",
+        "gateway_factory",
+    }
     | {"oauth_imap", "oauth_user"}
 )
 _user_numbers = itertools.count(1)
@@ -72,6 +80,15 @@ def dovecot_server() -> Iterator[DovecotServer]:
     """
     _require_dovecot()
     with DovecotServer(tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot_with_sent() -> Iterator[DovecotServer]:
+    """A plaintext Dovecot whose users have an RFC 6154 ``\\Sent`` folder ("Sent"), as Gmail
+    and Microsoft 365 accounts do (receipts). Shared like ``dovecot_server``."""
+    _require_dovecot()
+    with DovecotServer(tls=False, extra_config=SPECIAL_USE_SENT) as server:
         yield server
 
 

@@ -18,9 +18,9 @@ STAGES = ("text", "rules", "imap", "delivery", "gateway", "configfile")
 PURE = (
     "forwarder.text", "forwarder.rules", "forwarder.configfile", "forwarder.mail",
     "forwarder.records", "forwarder.pipeline", "forwarder.delivery.policy",
-    "forwarder.delivery.states", "forwarder.gateway.account", "forwarder.gateway.request",
-    "forwarder.gateway.replies", "forwarder.imap.bodystructure", "forwarder.ops.status",
-    "forwarder.ops.readiness", "forwarder.ops.alerts",
+    "forwarder.delivery.receipts", "forwarder.delivery.states", "forwarder.gateway.account",
+    "forwarder.gateway.request", "forwarder.gateway.replies", "forwarder.imap.bodystructure",
+    "forwarder.ops.status", "forwarder.ops.readiness", "forwarder.ops.alerts",
 )  # fmt: skip
 
 

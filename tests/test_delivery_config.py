@@ -9,6 +9,7 @@ import pytest
 
 from forwarder import config as config_module
 from forwarder.config import ConfigError
+from forwarder.delivery.receipts import Receipts
 from forwarder.gateway.account import Auth, Mode
 
 LOGIN = "380501234567"
@@ -231,7 +232,16 @@ def test_on_doubt_must_be_alert_or_resend(tmp_path: Path) -> None:
 def test_delivery_and_limits_defaults(tmp_path: Path) -> None:
     config = config_module.load(write(tmp_path))
     d, limits = config.delivery, config.limits
-    assert (d.on_doubt, d.max_age, d.retry_attempts) == ("alert", 6 * 3600, 3)
+    # Issue 11: a request in doubt that no receipt settles is sent again by default.
+    assert (d.on_doubt, d.max_age, d.retry_attempts) == ("resend", 6 * 3600, 3)
+    assert (d.receipts, d.receipt_wait, d.sent_folder, d.receipt_folder) == (
+        "auto",
+        120,
+        None,
+        None,
+    )
+    assert config.receipts == Receipts.COPY  # smtp.example.com: not a known Sent filer
+    assert config.receipt_to == "me@example.com"  # smtp.from
     assert (d.retry_backoff, d.retry_backoff_max, d.unless_read_wait) == (30, 900, 900)
     assert (limits.per_minute, limits.per_hour, limits.per_day) == (5, 30, 100)
     assert limits.dedup_window == 600
@@ -361,3 +371,71 @@ def test_smtp_from_must_be_a_bare_address(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, smtp=["  host: smtp.example.com", f"  from: {value}"])
     path.write_text(path.read_text().replace("  from: me@example.com\n", "", 1))
     assert any("smtp.from must be an e-mail address alone" in p for p in problems(path))
+
+
+# -- receipts (issue 11) -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("smtp_host", "imap_host", "expected"),
+    [
+        ("smtp.gmail.com", "imap.gmail.com", Receipts.SENT_FOLDER),
+        ("smtp.office365.com", "outlook.office365.com", Receipts.SENT_FOLDER),
+        ("smtp-mail.outlook.com", "imap-mail.outlook.com", Receipts.SENT_FOLDER),
+        ("smtp.gmail.com", "imap.example.com", Receipts.COPY),  # Sent is in another account
+        ("smtp.ukr.net", "imap.ukr.net", Receipts.COPY),
+        ("smtp.mail.yahoo.com", "imap.mail.yahoo.com", Receipts.COPY),
+    ],
+)
+def test_auto_receipts_search_sent_only_where_the_provider_files_there(
+    tmp_path: Path, smtp_host: str, imap_host: str, expected: Receipts
+) -> None:
+    path = write(tmp_path, smtp=[f"  host: {smtp_host}"])
+    path.write_text(path.read_text().replace("imap.example.com", imap_host))
+    assert config_module.load(path).receipts == expected
+
+
+def test_explicit_receipt_settings_load(tmp_path: Path) -> None:
+    extra = [
+        "delivery:",
+        "  receipts: copy",
+        "  receipt_wait: 5m",
+        "  receipt_to: alerts-copy@example.com",
+        "  receipt_folder: forwarder/receipts",
+        "  on_doubt: alert",
+    ]
+    config = config_module.load(write(tmp_path, extra=extra))
+    assert config.receipts == Receipts.COPY
+    assert config.receipt_to == "alerts-copy@example.com"
+    d = config.delivery
+    assert (d.receipt_wait, d.receipt_folder, d.on_doubt) == (300, "forwarder/receipts", "alert")
+
+
+@pytest.mark.parametrize(
+    ("lines", "bad", "message"),
+    [
+        (["  receipts: bcc"], "  receipts: bcc", "delivery.receipts must be one of auto, "),
+        (["  receipt_to: Me <me@example.com>"], "  receipt_to: Me <me@example.com>",
+         "delivery.receipt_to: must be an e-mail address alone"),
+        (["  receipt_wait: 0"], "  receipt_wait: 0", "delivery.receipt_wait must be at least 1"),
+        (["  receipt_folder: INBOX"], "  receipt_folder: INBOX",
+         "delivery.receipt_folder 'INBOX' is a watched folder"),
+        (["  receipts: copy", "  sent_folder: Sent"], "  sent_folder: Sent",
+         "delivery.sent_folder is only used with receipts: sent_folder"),
+        (["  receipts: sent_folder", "  receipt_folder: Receipts"], "  receipt_folder: Receipts",
+         "delivery.receipt_folder is only used with receipts: copy"),
+        (["  receipts: \"off\"", "  receipt_to: x@example.com"], "  receipt_to: x@example.com",
+         "delivery.receipt_to is only used with receipts: copy"),
+    ],
+)  # fmt: skip
+def test_impossible_receipt_settings_name_file_and_line(
+    tmp_path: Path, lines: list[str], bad: str, message: str
+) -> None:
+    path = write(tmp_path, extra=["delivery:", *lines])
+    at = line_of(path, bad)
+    found = problems(path)
+    assert any(p.startswith(f"{path}:{at}: {message}") for p in found), found
+
+
+def test_receipts_off_may_be_written_bare(tmp_path: Path) -> None:
+    """YAML 1.1 reads `off` as false; the key means the word."""
+    config = config_module.load(write(tmp_path, extra=["delivery:", "  receipts: off"]))
+    assert config.receipts == Receipts.OFF

@@ -7,11 +7,14 @@ exactly how far it got:
 * ``sending``: the final dot was never sent, so the server discarded the
   message (RFC 5321 §4.1.1.4): sending it again cannot duplicate it.
 * ``in_doubt``: the dot went out, the 250 never came back. This is the one
-  window SMTP cannot close (RFC 1047). ``delivery.on_doubt`` chooses: ``alert``
-  (default: the server most likely accepted it; a person is told) or
-  ``resend`` (never miss, at the risk of a second SMS). To keep the window
-  small, the DATA phase is driven by hand: the state is written just before
-  the final ``.``, not before the whole body.
+  window SMTP cannot close (RFC 1047); ``forwarder.delivery.receipts`` finds out
+  afterwards where the setup allows it (each attempt records what could prove
+  it: a copy to the owner, added here as a second envelope recipient of the same
+  transaction, or the Sent folder), and ``delivery.on_doubt`` settles the rest.
+  To keep the window small, the DATA phase is driven by hand: the state is
+  written just before the final ``.``, not before the whole body, and a server
+  that already hung up by then (it can only have discarded the message) is
+  noticed before the dot, so it is no doubt at all.
 
 Failures are sorted once, in ``classify``: transient ones are retried inside
 the send (tenacity, exponential backoff with full jitter), then the row waits
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -45,14 +49,16 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from forwarder import crashpoints
 from forwarder.backoff import Policy
 from forwarder.config import SmtpConfig
+from forwarder.delivery.receipts import NO_PROOF, Receipts
 from forwarder.delivery.states import State
 from forwarder.gateway.account import MASK, Account, Request
 from forwarder.gateway.request import compose
 from forwarder.oauth import sasl, tokens
 from forwarder.records import OutboxRow
-from forwarder.store import Store
+from forwarder.store import StateUnwritable, Store
 from forwarder.tls import client_context
 
 logger = logging.getLogger(__name__)
@@ -167,8 +173,13 @@ class Sender:
         max_wait: float = 10.0,
         backoff: Policy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        receipts: Receipts = Receipts.OFF,
+        copy_to: str | None = None,
     ) -> None:
         self.config = config
+        self.receipts = receipts  # resolved (never auto); the Delivery sets it on reload
+        self.copy_to = copy_to  # receipts: copy — the owner's address, the copy's recipient
+        self._copy_refused: str | None = None  # said once: the server refused copy_to
         self.account = account
         self._context: tuple[str | None, ssl.SSLContext] | None = None  # see _tls_context
         self.store = store
@@ -379,12 +390,19 @@ class Sender:
             code, reply = smtp.rcpt(request.to)
             if code not in (250, 251):
                 raise _by_code(code, reply, "RCPT")
-            self._data(smtp, payload, before_dot=lambda: self.store.before_dot(row.id))
+            proof = self._proof(smtp)
+            self._data(smtp, payload, before_dot=lambda: self.store.before_dot(row.id, proof=proof))
+        except StateUnwritable:
+            # The step could not be committed, so it was not taken (the dot never goes out
+            # before in_doubt is on disk): the SMS is not at fault, and must not be failed.
+            self.close()
+            raise
         except BaseException as exc:
             error = classify(exc)
             if not error.after_dot and error.transient:
                 self.close()  # a fresh connection for the retry
             raise error from None
+        crashpoints.reach(crashpoints.AFTER_250)
         self.store.mark_sent(row.id)
         logger.info(
             "SMS sent: %s → %s (%d chars) for %s, rule %s",
@@ -395,6 +413,33 @@ class Sender:
             row.rule,
             extra={"sms_id": row.id, "message_id": row.source_message_id, "rule": row.rule},
         )
+
+    def _proof(self, smtp: smtplib.SMTP) -> str:
+        """What will prove this attempt if its 250 is lost; adds the copy's recipient.
+
+        The copy to the owner is a second RCPT of the same transaction, so one final dot
+        and one 250 cover both (RFC 5321 §3.3). A refused copy recipient costs the receipt,
+        never the SMS: the request goes on with the gateway's recipient alone.
+        """
+        if self.receipts is Receipts.SENT_FOLDER:
+            return Receipts.SENT_FOLDER.value
+        if self.receipts is not Receipts.COPY or not self.copy_to:
+            return NO_PROOF
+        code, reply = smtp.rcpt(self.copy_to)
+        if code in (250, 251):
+            self._copy_refused = None
+            return Receipts.COPY.value
+        text = self.scrub(reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply)
+        if self._copy_refused != text:
+            self._copy_refused = text
+            logger.warning(
+                "SMTP refused the receipt copy to %s (%d %s): SMS go out without receipts, "
+                "so a crash at the wrong moment may send one twice (delivery.on_doubt)",
+                self.copy_to,
+                code,
+                text,
+            )
+        return NO_PROOF
 
     def _request_for(self, row: OutboxRow) -> Request:
         for request in self.account.requests(row.sender):
@@ -408,8 +453,11 @@ class Sender:
     def _data(smtp: smtplib.SMTP, payload: bytes, *, before_dot: Callable[[], None]) -> None:
         """DATA, by hand, so the state can be committed just before the final dot.
 
-        The body is dot-stuffed (RFC 5321 §4.5.2) and ends with CRLF.
+        The body is dot-stuffed (RFC 5321 §4.5.2) and ends with CRLF. A server that closed
+        the connection (or spoke: it never does mid-DATA, unless to end the session) before
+        the dot has not taken the message: that is a plain transient failure, not a doubt.
         """
+        crashpoints.reach(crashpoints.AFTER_SENDING)
         smtp.putcmd("data")
         code, reply = smtp.getreply()
         if code != 354:
@@ -418,9 +466,14 @@ class Sender:
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         smtp.send(body)
+        if _server_spoke(smtp):
+            code, reply = smtp.getreply()  # it said something (a 421?), or it hung up: raises
+            raise _by_code(code, b"the SMTP server ended DATA early: " + reply, "DATA")
         before_dot()
+        crashpoints.reach(crashpoints.AFTER_IN_DOUBT)
         try:
             smtp.send(b".\r\n")
+            crashpoints.reach(crashpoints.AFTER_DOT)
             code, reply = smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             error = classify(exc)
@@ -429,6 +482,36 @@ class Sender:
         if code != 250:
             # The server answered: it did not take the message, so this is not in doubt.
             raise _by_code(code, reply, "DATA")
+
+
+def _server_spoke(smtp: smtplib.SMTP) -> bool:
+    """Whether the server sent anything (or hung up) while it should be reading the body.
+
+    A server reading DATA sends nothing until the final dot; a readable socket here means
+    end of file, a reset, a TLS close_notify or a 421 — in each case no 250 will come for
+    this message. Only ever asked without waiting.
+    """
+    sock = smtp.sock
+    if sock is None:
+        return True
+    reader = getattr(smtp, "file", None)  # smtplib's buffered reader: read ahead, not parsed
+    if reader is not None:
+        timeout = sock.gettimeout()
+        try:
+            sock.settimeout(0)  # peek() must not wait for the network
+            if reader.peek(1):
+                return True
+        except (OSError, ValueError):
+            pass
+        finally:
+            sock.settimeout(timeout)
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():  # TLS: decrypted, not yet read
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _quietly_quit(smtp: smtplib.SMTP) -> None:

@@ -7,7 +7,11 @@ this class never touches a mailbox) → dedup → limits → the reply tracker's
 ``forwarder.delivery.policy``; every move of a row is one of the store's named transitions.
 
 ``recover()`` runs once at start: a row a crash left ``sending`` never reached the final dot
-and goes again; one left ``in_doubt`` is settled by ``delivery.on_doubt``.
+and goes again; one left ``in_doubt`` opens a *doubt*. Every flush then settles the open
+doubts first (``_settle_doubts``): a receipt (``forwarder.delivery.receipts``: the request's
+copy that intake recorded, or its entry in the Sent folder, asked of IMAP through the
+``find_in_sent`` port) marks the row sent; none possible, or none within
+``delivery.receipt_wait``, and ``delivery.on_doubt`` decides: resend (default) or alert.
 """
 
 from __future__ import annotations
@@ -32,22 +36,36 @@ from forwarder.delivery.policy import (
     summary_due,
     verdict,
 )
+from forwarder.delivery.receipts import DoubtAction, Receipts, doubt_ruling
 from forwarder.delivery.sender import Sender
 from forwarder.delivery.states import State
 from forwarder.gateway.request import new_message_id
 from forwarder.gateway.tracker import ReplyTracker
-from forwarder.records import OutboxItem, OutboxRow
-from forwarder.store import Store
+from forwarder.records import OutboxItem, OutboxRow, Receipt
+from forwarder.store import StateUnwritable, Store
 
 logger = logging.getLogger(__name__)
 
 #: How a due row ended up in one flush; ``paused``: the tracker holds it (circuit, blocked).
 Settled = State | Action | str
 ReadStates = Callable[[Sequence[OutboxRow]], dict[int, ReadState]]
+#: Message-IDs → the receipts found for them in the Sent folder; None: could not search.
+FindInSent = Callable[[Sequence[str]], "dict[str, Receipt] | None"]
+
+#: Receipts are kept this long: a doubt is settled within minutes, a late copy within days.
+RECEIPT_RETENTION = 30 * DAY
 
 
 def _no_imap(rows: Sequence[OutboxRow]) -> dict[int, ReadState]:
     return {}
+
+
+def _no_sent_folder(message_ids: Sequence[str]) -> dict[str, Receipt] | None:
+    return None
+
+
+def _no_retry(delay: float) -> None:
+    return None
 
 
 class Delivery:
@@ -61,6 +79,8 @@ class Delivery:
         *,
         clock: Clock,
         read_states: ReadStates = _no_imap,
+        find_in_sent: FindInSent = _no_sent_folder,
+        retry_in: Callable[[float], None] = _no_retry,
         stopping: threading.Event | None = None,
         progress: Callable[[], None] = lambda: None,
     ) -> None:
@@ -69,13 +89,23 @@ class Delivery:
         self.tracker = tracker
         self.clock = clock
         self.read_states = read_states
+        self.find_in_sent = find_in_sent
+        self._retry_in = retry_in  # a round when a doubt's receipt_wait ends
         self._stopping = stopping or threading.Event()
+        self._cut_off: set[int] = set()  # rows whose doubt began in this run (server failed)
+        self._scheduled: set[tuple[int, float]] = set()  # doubts whose wait end has a round
+        self.unwritable: str | None = None  # why the state file cannot be written, if so
         self._progress = progress  # called per row: a long burst is progress, not a hang
         self.sender = self._new_sender(config)
 
     def _new_sender(self, config: Config) -> Sender:
         return Sender(
-            config.smtp, config.gateway, self.store, attempts=config.delivery.retry_attempts
+            config.smtp,
+            config.gateway,
+            self.store,
+            attempts=config.delivery.retry_attempts,
+            receipts=config.receipts,
+            copy_to=config.receipt_to,
         )
 
     def reconfigure(self, fresh: Config) -> None:
@@ -93,8 +123,27 @@ class Delivery:
         """Send what is due at ``now``; returns how many rows ended how (for logs and tests).
 
         The first transient SMTP failure ends the burst: the server is backing off, the other
-        rows wait with it.
+        rows wait with it. A state file that cannot be written ends the flush: no request
+        goes out whose step could not be committed first (the next flush tries again).
         """
+        try:
+            settled = self._flush(now)
+        except StateUnwritable as exc:
+            self.sender.close()
+            if self.unwritable is None:
+                logger.error(
+                    "%s: no SMS is sent while its progress cannot be recorded (a crash could "
+                    "then send it twice); sending goes on once there is room again",
+                    exc,
+                )
+            self.unwritable = str(exc)
+            return {}
+        if self.unwritable is not None:
+            self.unwritable = None
+            logger.warning("the state file can be written again: sending goes on")
+        return settled
+
+    def _flush(self, now: float) -> dict[Settled, int]:
         self.tracker.tick()
         delivery = self.config.delivery
         sender = self.sender
@@ -102,6 +151,7 @@ class Delivery:
         sender.backoff = Policy(
             "smtp retry", first=delivery.retry_backoff, cap=delivery.retry_backoff_max
         )
+        sender.receipts, sender.copy_to = self.config.receipts, self.config.receipt_to
         if sender.halted is not None and sender.config is not self.config.smtp:
             # Reloaded since the halt with equal smtp settings (so the Sender was kept):
             # the operator says the cause is fixed (e.g. on the server side); try again.
@@ -109,6 +159,12 @@ class Delivery:
             sender.resume(self.config.smtp)
         self._expire(now)
         self.store.prune_sends(now - 2 * DAY)
+        self.store.prune_receipts(now - RECEIPT_RETENTION)
+        for row in self.store.outbox_in(State.SENDING):
+            # Nothing is in flight between sends: a row still 'sending' is one whose next
+            # step could not be committed (a full disk); its dot never went out.
+            self.store.wait(row.id)
+        self._settle_doubts(now)
         settled: dict[Settled, int] = {}
         if not sender.ready(now):
             logger.debug("SMTP not tried this round: %s", sender.halted or "backing off")
@@ -207,27 +263,109 @@ class Delivery:
         return outcome
 
     def _after_doubt(self, row: OutboxRow) -> None:
-        """A send cut off after the final dot, during this run: apply delivery.on_doubt."""
-        if self.config.delivery.on_doubt != "resend":
-            logger.error(
-                "SMS %s for %s is in doubt and will not be sent again (delivery.on_doubt: "
-                "alert); check your phone, and 'forwarder status'",
-                row.message_id,
-                row.source_message_id,
-            )
+        """A send cut off after the final dot, during this run: its doubt is open (the
+        sender opened it); settle it now if no receipt can come, else when one does."""
+        self._cut_off.add(row.id)
+        self._settle_doubts(self.clock(), only=row.id)
+
+    # -- doubts ---------------------------------------------------------------------------------
+    def _settle_doubts(self, now: float, *, only: int | None = None) -> None:
+        """Settle what can be settled of the rows in doubt: by a receipt, or by on_doubt."""
+        rows = [r for r in self.store.outbox_in(State.IN_DOUBT) if only in (None, r.id)]
+        if not rows:
             return
-        wait = self.sender.backoff.delay(1)
-        logger.warning(
-            "SMS %s for %s is in doubt; sending it again in %.0fs because delivery.on_doubt is "
-            "resend (the same Message-ID; a second SMS is possible)",
+        doubts = self.store.open_doubts()
+        if only is None and any(self.store.open_doubt(r.id) for r in rows if r.id not in doubts):
+            # Left in_doubt without a doubt: the commit of sent (or of the doubt) failed
+            # earlier in this run, e.g. on a full disk. Nothing is in flight during a flush.
+            doubts = self.store.open_doubts()
+        found = self.store.receipts_for(r.message_id for r in rows)
+        asked = [
+            r.message_id
+            for r in rows
+            if r.id in doubts
+            and r.message_id not in found
+            and doubts[r.id].proof == Receipts.SENT_FOLDER
+        ]
+        if asked:
+            for message_id, receipt in (self.find_in_sent(asked) or {}).items():
+                self.store.add_receipt(receipt)
+                found[message_id] = receipt.how
+        wait = self.config.delivery.receipt_wait
+        for row in rows:
+            doubt, how = doubts.get(row.id), found.get(row.message_id)
+            if doubt is None:
+                if how is not None:  # a late receipt for one alerted about earlier
+                    self._confirmed(row, how)
+                continue
+            ruling = doubt_ruling(
+                proof=doubt.proof,
+                receipt=how is not None,
+                began_at=doubt.began_at,
+                now=now,
+                wait=wait,
+                on_doubt=self.config.delivery.on_doubt,
+            )
+            if ruling.action is DoubtAction.CONFIRMED:
+                self._confirmed(row, how or doubt.proof)
+            elif ruling.action is DoubtAction.RESEND:
+                self._resend(row, ruling.reason)
+            elif ruling.action is DoubtAction.ALERT:
+                self.store.settle_doubt(row.id, "alerted")
+                logger.error(
+                    "SMS %s for %s is in doubt and will not be sent again (delivery.on_doubt: "
+                    "alert): %s; check your phone, and 'forwarder status'",
+                    row.message_id,
+                    row.source_message_id,
+                    ruling.reason,
+                )
+            else:  # WAIT: a round when the wait ends, asked for once per doubt
+                if only is not None:  # said once: when the doubt began
+                    logger.warning(
+                        "SMS %s for %s: the connection was lost after the final dot; %s",
+                        row.message_id,
+                        row.source_message_id,
+                        ruling.reason,
+                    )
+                if (row.id, doubt.began_at) not in self._scheduled:
+                    self._scheduled.add((row.id, doubt.began_at))
+                    self._retry_in(max(0.0, doubt.began_at + wait - now))
+
+    def _confirmed(self, row: OutboxRow, how: str) -> None:
+        self._cut_off.discard(row.id)
+        self.store.mark_sent(row.id, how=f"in doubt, then confirmed by its receipt ({how})")
+        logger.info(
+            "SMS %s for %s did get through: its receipt (%s) was found; not sent again (%s)",
             row.message_id,
             row.source_message_id,
-            wait,
+            how,
+            self._doubt_tally(),
         )
-        self.store.retry_later(
-            row.id,
-            error="connection lost after the final dot; resent (delivery.on_doubt: resend)",
-            not_before=self.clock() + wait,
+
+    def _resend(self, row: OutboxRow, reason: str) -> None:
+        """Back to pending, the same Message-ID: after a cut-off in this run the server just
+        failed, so the usual backoff first; after a restart at once."""
+        if row.id in self._cut_off:
+            self._cut_off.discard(row.id)
+            wait = self.sender.backoff.delay(1)
+            self.store.retry_later(row.id, error=reason, not_before=self.clock() + wait)
+        else:
+            wait = 0.0
+            self.store.wait(row.id, reason=reason)
+        logger.warning(
+            "SMS %s for %s may or may not have been sent: %s; sending it again in %.0fs (%s)",
+            row.message_id,
+            row.source_message_id,
+            reason,
+            wait,
+            self._doubt_tally(),
+        )
+
+    def _doubt_tally(self) -> str:
+        counts = self.store.doubt_counts()
+        return (
+            f"in-doubt SMS so far: {counts.get('receipt', 0)} confirmed by a receipt, "
+            f"{counts.get('resent', 0)} resent without one, {counts.get('alerted', 0)} alerted"
         )
 
     def _expire(self, now: float) -> None:
@@ -306,7 +444,8 @@ class Delivery:
 
     # -- after a crash --------------------------------------------------------------------------
     def recover(self) -> None:
-        """After a crash: 'sending' never reached the final dot → resend; 'in_doubt' per config.
+        """After a crash: 'sending' never reached the final dot → resend; 'in_doubt' opens a
+        doubt, which the flushes settle (a receipt, or delivery.on_doubt).
 
         Rows backing off after a transient failure are made due again: a restart is often
         the fix (the operator changed something), so they are tried at once.
@@ -320,17 +459,22 @@ class Delivery:
             )
             self.store.wait(row.id)
         for row in self.store.outbox_in(State.IN_DOUBT):
-            if self.config.delivery.on_doubt == "resend":
-                logger.warning(
-                    "SMS %s may have been sent already (connection lost after the final dot); "
-                    "sending again because delivery.on_doubt is resend",
-                    row.message_id,
-                )
-                self.store.wait(row.id)
-            else:
-                logger.error(
-                    "SMS %s for %s may or may not have been sent (connection lost after the final "
-                    "dot); not resent because delivery.on_doubt is alert",
-                    row.message_id,
-                    row.source_message_id,
-                )
+            if not self.store.open_doubt(row.id):
+                if row.id not in self.store.open_doubts():
+                    logger.error(
+                        "SMS %s for %s is still in doubt (delivery.on_doubt: alert); check your "
+                        "phone, and 'forwarder status'",
+                        row.message_id,
+                        row.source_message_id,
+                    )
+                continue
+            wait = self.config.delivery.receipt_wait
+            logger.warning(
+                "SMS %s for %s may or may not have been sent (a crash between the final dot "
+                "and the 250); %s",
+                row.message_id,
+                row.source_message_id,
+                f"looking for its receipt ({row.proof}) for up to {wait:g}s"
+                if row.proof
+                else f"no receipt can tell; delivery.on_doubt: {self.config.delivery.on_doubt}",
+            )

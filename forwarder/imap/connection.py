@@ -73,6 +73,9 @@ EMPTY_WAKEUPS = 3
 #: Waits shorter than this are too short to tell an early return from a normal one.
 _EARLY_MIN = 0.05
 
+#: RFC 6154's attribute of the folder sent mail is filed in (imapclient's SENT).
+SENT_FLAG = rb"\Sent"
+
 #: TCP keepalive (idle seconds, probe interval, probes): a peer that vanished without a
 #: FIN (NAT timeout, a dead host) breaks the socket in about 90 s even in a long IDLE.
 KEEPALIVE = (60, 10, 3)
@@ -419,6 +422,56 @@ class Mailbox:
 
     def noop(self) -> None:
         self._call(self._client.noop)
+
+    # -- receipts (forwarder.delivery.receipts) --------------------------------------------
+    def find_sent_folder(self) -> str | None:
+        """The folder the server files sent mail in, or None.
+
+        RFC 6154 ``\\Sent`` in a plain LIST (the RFC lets servers put the special-use
+        attributes there, and Dovecot and Gmail do), then Gmail's older XLIST, then the
+        usual names (imapclient's list: Sent, Sent Items, Sent Messages, under the personal
+        namespace).
+        """
+        for flags, _delim, name in self._call(self._client.list_folders):
+            if any(_flag(f).lower() == "\\sent" for f in flags):
+                return str(name)
+        if self._call(self._client.has_capability, "XLIST"):
+            for flags, _delim, name in self._call(self._client.xlist_folders):
+                if any(_flag(f).lower() == "\\sent" for f in flags):
+                    return str(name)
+        found = self._call(self._client.find_special_folder, SENT_FLAG)
+        return str(found) if found else None
+
+    def search_message_id(self, message_id: str) -> list[int]:
+        """UIDs in the selected folder whose Message-ID (or the header Outlook.com moves a
+        replaced one to) is ``message_id``."""
+        criteria = ["OR", "HEADER", "Message-ID", message_id]
+        criteria += ["HEADER", "X-Microsoft-Original-Message-ID", message_id]
+        return sorted(self._call(self._client.search, criteria))
+
+    def mark_seen(self, uids: Sequence[int]) -> None:
+        """UID STORE +FLAGS.SILENT (\\Seen): needs the folder selected read-write."""
+        if uids:
+            self._call(self._client.add_flags, list(uids), [imapclient.SEEN], True)
+
+    def ensure_folder(self, folder: str) -> None:
+        """CREATE ``folder`` unless it exists."""
+        if not self._call(self._client.folder_exists, folder):
+            self._call(self._client.create_folder, folder)
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """UID MOVE (RFC 6851), else UID COPY + \\Deleted + UID EXPUNGE (RFC 4315), else
+        COPY + \\Deleted (the server expunges when it likes)."""
+        if not uids:
+            return
+        client = self._client
+        if self._call(client.has_capability, "MOVE"):
+            self._call(client.move, list(uids), folder)
+            return
+        self._call(client.copy, list(uids), folder)
+        self._call(client.add_flags, list(uids), [imapclient.DELETED], True)
+        if self._call(client.has_capability, "UIDPLUS"):
+            self._call(client.uid_expunge, list(uids))
 
     # -- IDLE (RFC 2177) ------------------------------------------------------------------
     def supports_idle(self) -> bool:

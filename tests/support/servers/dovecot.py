@@ -58,6 +58,16 @@ FILL_BATCH = 1000  # messages per MULTIAPPEND command; larger batches measured n
 TMPFS_DIR = Path("/dev/shm")
 DH_PARAMS = Path("/usr/share/dovecot/dh.pem")
 SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+#: extra_config for a server with an RFC 6154 Sent folder, as Gmail and Microsoft 365 have.
+SENT_FOLDER = "Sent"
+SPECIAL_USE_SENT = f"""
+namespace inbox {{
+  mailbox {SENT_FOLDER} {{
+    special_use = \\Sent
+    auto = create
+  }}
+}}
+"""
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
 _instances = itertools.count(1)
 

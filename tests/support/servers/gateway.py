@@ -5,6 +5,13 @@ and recorded as a ``ReceivedSms`` whose ``problems`` list every way it breaks th
 test asserts ``problems == ()``. Faults (error replies, dropped connections, the gateway being
 down) and the gateway's e-mailed error replies can be injected.
 
+The simulator also plays the user's own SMTP server in front of the gateway, the part that
+receipts (``forwarder.delivery.receipts``) rely on: envelope recipients outside the gateway's
+domain are the owner's own mailbox — a real server delivers them there, never to the gateway
+— so they are left out of the request and handed to ``local`` (the owner's copy: "copy"
+receipts); with ``sent`` every accepted message is also filed in the sender's Sent folder,
+as Gmail and Microsoft 365 do ("sent_folder" receipts). Both happen before the 250 is sent.
+
 The parsing and the reply building are pure functions (``parse_request``, ``build_reply``);
 the aiosmtpd handler only routes SMTP events to them. No pytest here: ``make demo`` uses it too.
 """
@@ -16,6 +23,7 @@ import base64
 import binascii
 import codecs
 import concurrent.futures
+import contextlib
 import email
 import email.header
 import email.policy
@@ -25,6 +33,7 @@ import json
 import re
 import shutil
 import smtplib
+import socket
 import ssl
 import tempfile
 import threading
@@ -428,6 +437,19 @@ class _GatewaySMTP(SMTP):
         self.gateway._connection_closed(self)
 
     async def smtp_DATA(self, arg: str) -> None:
+        if self.envelope is not None and self.envelope.rcpt_tos and self.gateway._take_hangup():
+            assert self.transport is not None
+            # The 354, then at once (one write, so one segment: before the client can send
+            # its body) the 421 a server that must shut down may send at any time (RFC 5321
+            # §3.8), then the FIN. push() would yield in drain(); close() alone sends the FIN
+            # one loop iteration later.
+            self.transport.write(
+                b"354 End data with <CR><LF>.<CR><LF>\r\n421 4.3.2 shutting down, try later\r\n"
+            )
+            with contextlib.suppress(OSError):
+                self.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
+            self.transport.close()
+            return
         await super().smtp_DATA(arg)
         # The client has its 250 now; a real gateway's reply can only come after it.
         pending, self.pending_replies = self.pending_replies, []
@@ -468,6 +490,10 @@ class _GatewayHandler:
     ) -> str:
         if status := self._fault(server, "rcpt"):
             return status
+        if self.gateway.refuse_owners and not address.lower().endswith(
+            f"@{self.gateway.domain}".lower()
+        ):
+            return "550 5.7.1 relaying to that address is not allowed here"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 OK"
@@ -477,21 +503,35 @@ class _GatewayHandler:
         if fault is not None and not fault.drop:
             return fault.status
         auth_data = session.auth_data
-        request = parse_request(
-            envelope.original_content or b"",
-            rcpt_tos=list(envelope.rcpt_tos),
-            mail_from=envelope.mail_from or "",
-            domain=self.gateway.domain,
-            owner=self.gateway.owner,
-            encrypted=server.encrypted,
-            auth_login=auth_data.login.decode() if isinstance(auth_data, LoginPassword) else None,
-        )
-        if fault is not None:
-            if fault.accept:
-                self.gateway._record(request)
+        raw = envelope.original_content or b""
+        suffix = f"@{self.gateway.domain}".lower()
+        to_gateway = [r for r in envelope.rcpt_tos if r.lower().endswith(suffix)]
+        owners = [r for r in envelope.rcpt_tos if not r.lower().endswith(suffix)]
+        request = None
+        if to_gateway or not owners:
+            request = parse_request(
+                raw,
+                rcpt_tos=to_gateway,
+                mail_from=envelope.mail_from or "",
+                domain=self.gateway.domain,
+                owner=self.gateway.owner,
+                encrypted=server.encrypted,
+                auth_login=(
+                    auth_data.login.decode() if isinstance(auth_data, LoginPassword) else None
+                ),
+            )
+        if fault is not None and not fault.accept:
             return self._drop(server)
-        self.gateway._record(request)
-        if (reply := self.gateway._take_reply()) is not None:
+        # Once the final dot is in, the message is the server's whether or not the client
+        # stays for the 250 (a real MTA has queued it): a client that hangs up now makes
+        # aiosmtpd cancel this coroutine, so the acceptance runs shielded from that.
+        acceptance = asyncio.ensure_future(self.gateway._accepted(request, owners, raw))
+        self.gateway._accepting.add(acceptance)  # a strong reference while it runs
+        acceptance.add_done_callback(self.gateway._accepting.discard)
+        await asyncio.shield(acceptance)
+        if fault is not None:
+            return self._drop(server)
+        if request is not None and (reply := self.gateway._take_reply()) is not None:
             server.pending_replies.append((reply, request))
         return SMTP_OK
 
@@ -561,6 +601,9 @@ class GatewaySimulator:
     ``ca_file``. With ``username``/``password`` every MAIL needs AUTH first (offered only over
     TLS unless ``auth_require_tls=False``). ``deliver`` receives each reply mail's bytes, e.g.
     ``lambda raw: dovecot.append(user, "INBOX", raw)``; it runs on a worker thread.
+    ``local(recipient, raw)`` receives each accepted message once per recipient outside the
+    gateway's domain (the owner's copy); ``sent(raw)`` each accepted message (its Sent-folder
+    filing); ``refuse_owners`` answers RCPT for those recipients with 550 instead.
     """
 
     host = LOOPBACK
@@ -576,6 +619,9 @@ class GatewaySimulator:
         domain: str = GATEWAY_DOMAIN,
         owner: str | None = None,
         deliver: Callable[[bytes], None] | None = None,
+        local: Callable[[str, bytes], None] | None = None,
+        sent: Callable[[bytes], None] | None = None,
+        refuse_owners: bool = False,
         port: int | None = None,
         oauth2_check: Callable[[str, str], bool] | None = None,
     ) -> None:
@@ -595,6 +641,9 @@ class GatewaySimulator:
         # says whether the bearer token is good, e.g. an IdentityProvider's valid tokens.
         self.oauth2_check = oauth2_check
         self.auth_attempts: list[tuple[str, str, bool]] = []  # (user, mechanism, accepted)
+        self.local = local
+        self.sent = sent
+        self.refuse_owners = refuse_owners  # RCPT outside the gateway's domain: 550
         self._fixed_port = port is not None
         self.port = port or free_port()
         self._files_dir: Path | None = None
@@ -612,6 +661,10 @@ class GatewaySimulator:
         self._replies_sent: list[SentReply] = []
         self._faults: dict[str, deque[_Fault]] = {stage: deque() for stage in STAGES}
         self._replies: deque[_Reply] = deque()
+        self._copies: list[tuple[str, bytes]] = []  # (owner's recipient, message) accepted
+        self._filed: list[bytes] = []  # messages filed in Sent
+        self._hangups = 0  # DATA commands to answer with 354 and then hang up on
+        self._accepting: set[asyncio.Future[None]] = set()  # on the server's loop only
         self._attempts = 0
         self._controller: _GatewayController | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -698,6 +751,18 @@ class GatewaySimulator:
             return list(self._replies_sent)
 
     @property
+    def copies(self) -> list[tuple[str, bytes]]:
+        """(recipient, message) of every accepted message's other recipients: the owner's."""
+        with self._lock:
+            return list(self._copies)
+
+    @property
+    def filed(self) -> list[bytes]:
+        """Every accepted message filed in the Sent folder (``sent``)."""
+        with self._lock:
+            return list(self._filed)
+
+    @property
     def attempts(self) -> int:
         """MAIL commands seen, accepted or not: how often a client tried to send."""
         with self._lock:
@@ -729,6 +794,9 @@ class GatewaySimulator:
             self._received.clear()
             self._replies_sent.clear()
             self._replies.clear()
+            self._copies.clear()
+            self._filed.clear()
+            self._hangups = 0
             for queue in self._faults.values():
                 queue.clear()
             self._attempts = 0
@@ -754,6 +822,14 @@ class GatewaySimulator:
         if accept and stage != "data":
             raise ValueError("accept=True only makes sense at the data stage")
         self._add_faults(stage, _Fault(drop=True, accept=accept), count)
+
+    def hang_up_in_data(self, count: int = 1) -> None:
+        """Answer the next ``count`` DATA commands with 354 and, at once, 421 and a closed
+        connection while the body is still coming: the message is never accepted."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._hangups += count
 
     def reply_with(
         self,
@@ -870,6 +946,30 @@ class GatewaySimulator:
         with self._lock:
             self._received.append(request)
             self._lock.notify_all()
+
+    async def _accepted(self, request: ReceivedSms | None, owners: list[str], raw: bytes) -> None:
+        """What the server does with a message it accepts, before its 250: file it in Sent,
+        deliver the owner's copies, record the gateway's request (in that order, so that a
+        test that saw the request finds the receipts in place)."""
+        loop = asyncio.get_running_loop()
+        if self.sent is not None:
+            await loop.run_in_executor(None, self.sent, raw)
+        for rcpt in owners:
+            if self.local is not None:
+                await loop.run_in_executor(None, self.local, rcpt, raw)
+        with self._lock:
+            if self.sent is not None:
+                self._filed.append(raw)
+            self._copies.extend((rcpt, raw) for rcpt in owners)
+        if request is not None:
+            self._record(request)
+
+    def _take_hangup(self) -> bool:
+        with self._lock:
+            if self._hangups:
+                self._hangups -= 1
+                return True
+            return False
 
     def _take_fault(self, stage: Stage) -> _Fault | None:
         with self._lock:
