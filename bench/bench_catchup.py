@@ -93,16 +93,25 @@ def backlog(count: int, urgent: int, tag: str) -> tuple[list[bytes], list[str]]:
 
 def run_imapfilter(work: Path, server: DovecotServer, folder: str, urgent: int) -> float:
     config = work / "imapfilter.lua"
-    config.write_text(IMAPFILTER_CONFIG.format(
-        host=server.host, port=server.port, user=USER, password=server.password, folder=folder,
-    ))  # fmt: skip
+    config.write_text(
+        IMAPFILTER_CONFIG.format(
+            host=server.host,
+            port=server.port,
+            user=USER,
+            password=server.password,
+            folder=folder,
+        )
+    )
     home = work / "imapfilter-home"
     home.mkdir(exist_ok=True)
     started = time.monotonic()
     result = subprocess.run(
-        [IMAPFILTER, "-c", str(config)], capture_output=True, text=True, timeout=120,
+        [IMAPFILTER, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     elapsed = time.monotonic() - started
     if result.returncode != 0 or f"matched {urgent} fetched {urgent}" not in result.stdout:
         raise RuntimeError(f"imapfilter failed: {result.stdout}{result.stderr}")

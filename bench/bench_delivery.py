@@ -49,12 +49,17 @@ def one_round(directory: Path, gateway: GatewaySimulator, count: int) -> tuple[f
     imap = SimpleNamespace(host="127.0.0.1", port=free_port(), user="u", password="p")
     smtp = {"host": gateway.host, "port": gateway.port, "timeout": 10}
     if gateway.tls != "none":
-        smtp |= {"security": "starttls" if gateway.tls == "starttls" else "tls",
-                 "ca_file": str(gateway.ca_file)}  # fmt: skip
+        smtp |= {
+            "security": "starttls" if gateway.tls == "starttls" else "tls",
+            "ca_file": str(gateway.ca_file),
+        }
     path = write_config(
-        directory / "forwarder.yaml", imap, gateway, smtp=smtp,
+        directory / "forwarder.yaml",
+        imap,
+        gateway,
+        smtp=smtp,
         limits={"per_minute": 10**6, "per_hour": 10**6, "per_day": 10**6},
-    )  # fmt: skip
+    )
     config = config_module.load(path)
     store = Store(config.state)
     daemon = Daemon(config, store=store)
@@ -62,14 +67,22 @@ def one_round(directory: Path, gateway: GatewaySimulator, count: int) -> tuple[f
     now = time.time()
     items = [
         OutboxItem(
-            uid=uid, source_message_id=f"<m{uid}@bench>", rule="urgent",
-            recipient=request.recipient, to_addr=request.to, sender=config.gateway.sender,
-            subject_masked=request.masked_subject, text=f"{TEXT} #{uid}",
-            message_id=new_message_id("bench.invalid"), not_before=now,
-            dedup_key=f"key-{uid}", mail_from="Monitoring", mail_subject=f"URGENT {uid}",
+            uid=uid,
+            source_message_id=f"<m{uid}@bench>",
+            rule="urgent",
+            recipient=request.recipient,
+            to_addr=request.to,
+            sender=config.gateway.sender,
+            subject_masked=request.masked_subject,
+            text=f"{TEXT} #{uid}",
+            message_id=new_message_id("bench.invalid"),
+            not_before=now,
+            dedup_key=f"key-{uid}",
+            mail_from="Monitoring",
+            mail_subject=f"URGENT {uid}",
         )
         for uid in range(1, count + 1)
-    ]  # fmt: skip
+    ]
     handled = [LedgerEntry(i.uid, i.source_message_id, "forward", "urgent", "bench") for i in items]
     store.record_batch("INBOX", 1, handled, items, advance_to=count)
     before = len(gateway.received)
@@ -101,10 +114,13 @@ def main() -> None:
     per_sms = 1000 / statistics.median(rates)
     print(f"{args.sms} SMS x {args.rounds} rounds, SMTP {args.tls}, state file on disk")
     print(f"delivery: median {statistics.median(rates):,.0f} SMS/s, best {max(rates):,.0f}")
-    print(f"          {per_sms:.2f} ms per SMS incl. 3 state commits (target > "
-          f"{TARGET_PER_SECOND}/s)")  # fmt: skip
-    print(f"SMTP connections: {Connections.opened} for {args.rounds} bursts; "
-          f"requests with problems: {len(problems)}")  # fmt: skip
+    print(
+        f"          {per_sms:.2f} ms per SMS incl. 3 state commits (target > {TARGET_PER_SECOND}/s)"
+    )
+    print(
+        f"SMTP connections: {Connections.opened} for {args.rounds} bursts; "
+        f"requests with problems: {len(problems)}"
+    )
 
 
 if __name__ == "__main__":

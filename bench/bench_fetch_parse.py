@@ -34,8 +34,14 @@ from common import USER, DovecotServer, append_many, realistic_mail
 from imapclient.response_parser import parse_fetch_response
 from imapclient.response_types import BodyData
 
-SUMMARY = ["UID", "RFC822.SIZE", "FLAGS", "INTERNALDATE", "BODYSTRUCTURE",
-           "BODY.PEEK[HEADER]<0.65536>"]  # fmt: skip
+SUMMARY = [
+    "UID",
+    "RFC822.SIZE",
+    "FLAGS",
+    "INTERNALDATE",
+    "BODYSTRUCTURE",
+    "BODY.PEEK[HEADER]<0.65536>",
+]
 FIELDS = [
     "UID",
     "RFC822.SIZE",
@@ -191,12 +197,15 @@ def main() -> None:
                 client.fetch(uids, items)
                 trips.append(time.perf_counter() - started)
             trip = statistics.median(trips) / len(uids) * 1e6
-            imapclient_us = per_mail_us(lambda d: parse_fetch_response(d, True, True), data,
-                                        len(uids), args.rounds)  # fmt: skip
+            imapclient_us = per_mail_us(
+                lambda d: parse_fetch_response(d, True, True), data, len(uids), args.rounds
+            )
             regex_us = per_mail_us(regex_parse, data, len(uids), args.rounds)
-            print(f"  {name:8} {size / len(uids):6.0f} bytes/mail: whole IMAPClient.fetch "
-                  f"{trip:6.1f} µs; imapclient parser {imapclient_us:6.1f} µs; regex tokenizer "
-                  f"{regex_us:6.1f} µs (same values: {'yes' if equal else 'NO'})")  # fmt: skip
+            print(
+                f"  {name:8} {size / len(uids):6.0f} bytes/mail: whole IMAPClient.fetch "
+                f"{trip:6.1f} µs; imapclient parser {imapclient_us:6.1f} µs; regex tokenizer "
+                f"{regex_us:6.1f} µs (same values: {'yes' if equal else 'NO'})"
+            )
         client.logout()
 
 

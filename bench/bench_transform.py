@@ -56,8 +56,10 @@ def main() -> None:
     medians = {path: statistics.median(times) for path, times in per_mail.items()}
     slowest = sorted(medians, key=medians.__getitem__, reverse=True)[:5]
     print(f"{len(mails)} mails x {args.rounds} rounds = {total} renders in {elapsed:.2f} s")
-    print(f"{rate:,.0f} mails/s (target > {TARGET_MAILS_PER_SECOND:,}), "
-          f"mean {elapsed / total * 1e6:,.0f} µs/mail")  # fmt: skip
+    print(
+        f"{rate:,.0f} mails/s (target > {TARGET_MAILS_PER_SECOND:,}), "
+        f"mean {elapsed / total * 1e6:,.0f} µs/mail"
+    )
     print("slowest mails (median of the rounds):")
     for path in slowest:
         size = len(dict(mails)[path])

@@ -86,10 +86,13 @@ def bench_watcher_alone(server: DovecotServer, samples: int) -> dict[str, float]
         watcher.join(10)
         stopped.append(time.monotonic() - started)
         assert not watcher.alive, "stop() did not end the watcher"
-    print(f"watcher alone over {samples} samples: APPEND → announced p50 "
-          f"{percentile(announced, 0.5):.3f} s, max {max(announced):.3f} s (target < 1.5 s); "
-          f"stop() → ended p50 {percentile(stopped, 0.5) * 1000:.1f} ms, "
-          f"max {max(stopped) * 1000:.1f} ms (target < 1 s)", flush=True)  # fmt: skip
+    print(
+        f"watcher alone over {samples} samples: APPEND → announced p50 "
+        f"{percentile(announced, 0.5):.3f} s, max {max(announced):.3f} s (target < 1.5 s); "
+        f"stop() → ended p50 {percentile(stopped, 0.5) * 1000:.1f} ms, "
+        f"max {max(stopped) * 1000:.1f} ms (target < 1 s)",
+        flush=True,
+    )
     return {
         "watcher_announced_p50_s": percentile(announced, 0.5),
         "watcher_stop_p50_s": percentile(stopped, 0.5),
@@ -105,8 +108,9 @@ def expect(events: queue.Queue[tuple[str, float]], wanted: str, timeout: float =
             return at
 
 
-def bench_latency(work: Path, server: DovecotServer, gateway: GatewaySimulator, mails: int,
-                  run: int) -> tuple[float, float]:  # fmt: skip
+def bench_latency(
+    work: Path, server: DovecotServer, gateway: GatewaySimulator, mails: int, run: int
+) -> tuple[float, float]:
     folders = ("INBOX", "Alerts")
     server.create_folder(USER, "Alerts", exist_ok=True)
     config = daemon_config(work / f"latency{run}", server, gateway, folders=list(folders))
@@ -125,16 +129,24 @@ def bench_latency(work: Path, server: DovecotServer, gateway: GatewaySimulator, 
             latencies[folder].append(time.monotonic() - arrived)
         daemon.stop()
     for folder, values in latencies.items():
-        print(f"latency run {run} in {folder}, {len(values)} mails (IDLE, poll 300 s): "
-              f"p50 {percentile(values, 0.5):.3f} s, p99 {percentile(values, 0.99):.3f} s, "
-              f"max {max(values):.3f} s", flush=True)  # fmt: skip
+        print(
+            f"latency run {run} in {folder}, {len(values)} mails (IDLE, poll 300 s): "
+            f"p50 {percentile(values, 0.5):.3f} s, p99 {percentile(values, 0.99):.3f} s, "
+            f"max {max(values):.3f} s",
+            flush=True,
+        )
     every = [value for values in latencies.values() for value in values]
     return percentile(every, 0.5), percentile(every, 0.99)
 
 
 def bench_baseline_sizes(work: Path, server: DovecotServer, sizes: list[int]) -> dict[str, float]:
-    imap = ImapConfig(host=server.host, port=server.port, security="plain", username=USER,
-                      password=Secret(server.password))  # fmt: skip
+    imap = ImapConfig(
+        host=server.host,
+        port=server.port,
+        security="plain",
+        username=USER,
+        password=Secret(server.password),
+    )
     print("first start, baseline in-process (connect + login + SELECT + commit):")
     figures = {}
     for size in sizes:
@@ -148,13 +160,16 @@ def bench_baseline_sizes(work: Path, server: DovecotServer, sizes: list[int]) ->
         assert checkpoint is not None and checkpoint.last_uid == size
         store.close()
         figures[f"baseline_{size}_s"] = elapsed
-        print(f"  {size:>7,} messages: {elapsed * 1000:6.1f} ms, "
-              f"{commands} IMAP command(s) after login")  # fmt: skip
+        print(
+            f"  {size:>7,} messages: {elapsed * 1000:6.1f} ms, "
+            f"{commands} IMAP command(s) after login"
+        )
     return figures
 
 
-def bench_first_start(work: Path, server: DovecotServer, gateway: GatewaySimulator, big: int,
-                      run: int) -> float:  # fmt: skip
+def bench_first_start(
+    work: Path, server: DovecotServer, gateway: GatewaySimulator, big: int, run: int
+) -> float:
     config = daemon_config(work / f"first{run}", server, gateway, folders=[f"Size{big}"])
     state = config.parent / "state.db"
     started = time.monotonic()
@@ -162,13 +177,17 @@ def bench_first_start(work: Path, server: DovecotServer, gateway: GatewaySimulat
         wait_until(lambda: read_checkpoint(state, f"Size{big}") == big, 30, "the baseline")
         elapsed = time.monotonic() - started
         daemon.stop()
-    print(f"first start of 'forwarder run' on {big:,} messages: watching after {elapsed:.3f} s "
-          "(process start included)", flush=True)  # fmt: skip
+    print(
+        f"first start of 'forwarder run' on {big:,} messages: watching after {elapsed:.3f} s "
+        "(process start included)",
+        flush=True,
+    )
     return elapsed
 
 
-def bench_bursts(work: Path, server: DovecotServer, gateway: GatewaySimulator, burst: int,
-                 bursts: int) -> dict[str, object]:  # fmt: skip
+def bench_bursts(
+    work: Path, server: DovecotServer, gateway: GatewaySimulator, burst: int, bursts: int
+) -> dict[str, object]:
     server.create_folder(USER, "Burst")
     config = daemon_config(work / "burst", server, gateway, folders=["Burst"])
     state = config.parent / "state.db"
@@ -209,8 +228,10 @@ def bench_bursts(work: Path, server: DovecotServer, gateway: GatewaySimulator, b
             last_latency.append(last_sms - arrived)
             all_done.append(done)
             memory.append(rss_mb(daemon.proc.pid))
-            print(f"burst {b}: last arrival → its SMS {last_latency[-1]:.3f} s, all decided and "
-                  f"sent {done:.3f} s after the first, RSS {memory[-1]:.1f} MB")  # fmt: skip
+            print(
+                f"burst {b}: last arrival → its SMS {last_latency[-1]:.3f} s, all decided and "
+                f"sent {done:.3f} s after the first, RSS {memory[-1]:.1f} MB"
+            )
         daemon.stop()
     return {
         "burst_last_sms_s": spread(last_latency),
@@ -259,8 +280,10 @@ def main() -> None:
             server.fill(USER, f"Size{size}", size)
         figures.update(bench_baseline_sizes(work, server, sizes))
         figures["first_start_messages"] = args.big
-        starts = [bench_first_start(work, server, gateway, args.big, run)
-                  for run in range(1, args.runs + 1)]  # fmt: skip
+        starts = [
+            bench_first_start(work, server, gateway, args.big, run)
+            for run in range(1, args.runs + 1)
+        ]
         figures["first_start_s"] = spread(starts)
         figures["burst_size"] = args.burst
         figures.update(bench_bursts(work, server, gateway, args.burst, args.bursts))

@@ -43,8 +43,9 @@ def compile_tree() -> None:
     compile forwarder from source again, and its start would be measured 0.1–0.2 s slow."""
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(ROOT / "forwarder")],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 class Account:
@@ -52,8 +53,11 @@ class Account:
 
     def __init__(self, server: DovecotServer) -> None:
         self.host, self.port, self.user, self.password = (
-            server.host, server.port, USER, server.password,
-        )  # fmt: skip
+            server.host,
+            server.port,
+            USER,
+            server.password,
+        )
 
 
 def daemon_config(
@@ -62,9 +66,13 @@ def daemon_config(
     """A config for ``forwarder run``: the default 'urgent' subject rule, no limits, INFO log."""
     directory.mkdir(parents=True, exist_ok=True)
     return write_config(
-        directory / "forwarder.yaml", Account(server), gateway,
-        imap={"poll_interval": 300, "timeout": 10, **imap}, limits=NO_LIMITS, log_level="INFO",
-    )  # fmt: skip
+        directory / "forwarder.yaml",
+        Account(server),
+        gateway,
+        imap={"poll_interval": 300, "timeout": 10, **imap},
+        limits=NO_LIMITS,
+        log_level="INFO",
+    )
 
 
 # -- mail ---------------------------------------------------------------------------------
@@ -127,9 +135,15 @@ def realistic_mail(n: int, subject: str, tag: str) -> bytes:
     name, sender, domain = _SENDERS[n % len(_SENDERS)]
     text = (_PARAGRAPH * 6).strip()
     fields = {
-        "n": n, "mm": n % 60, "ip": n % 250 + 1, "name": name, "sender": sender,
-        "domain": domain, "subject": subject, "tag": tag,
-    }  # fmt: skip
+        "n": n,
+        "mm": n % 60,
+        "ip": n % 250 + 1,
+        "name": name,
+        "sender": sender,
+        "domain": domain,
+        "subject": subject,
+        "tag": tag,
+    }
     header = _HEADER.format(**fields)
     body = _BODY.format(n=n, text=text, html=text)
     return (header + body).encode()
@@ -214,8 +228,10 @@ def emit(figures: dict[str, Any], json_path: str | None) -> None:
     """Print the figures; with ``--json FILE`` also write them for ``bench/report.py``."""
     for key, value in figures.items():
         if isinstance(value, dict) and "median" in value:
-            print(f"  {key}: median {value['median']:.4g} (min {value['min']:.4g}, "
-                  f"max {value['max']:.4g}, {len(value['runs'])} runs)")  # fmt: skip
+            print(
+                f"  {key}: median {value['median']:.4g} (min {value['min']:.4g}, "
+                f"max {value['max']:.4g}, {len(value['runs'])} runs)"
+            )
         else:
             print(f"  {key}: {value}")
     if json_path:
@@ -232,9 +248,12 @@ def machine() -> str:
     except OSError:
         pass
     dovecot = subprocess.run(
-        ["dovecot", "--version"], capture_output=True, text=True, check=False,
+        ["dovecot", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin"},
-    ).stdout.strip()  # fmt: skip
+    ).stdout.strip()
     return (
         f"{platform.node()}: {os.cpu_count()} CPU(s), {cpu}; {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}; Dovecot {dovecot or '?'}"

@@ -36,10 +36,18 @@ TABLE = [
     ("catch-up: start → every mail decided", "s", "", ("catchup", "all_decided_s")),
     ("catch-up: imapfilter, same job (cold)", "s", "", ("catchup", "imapfilter_s")),
     ("catch-up: imapfilter, again (warm)", "s", "", ("catchup", "imapfilter_warm_s")),
-    ("burst while running: arrival of the last → its SMS", "s", "≤ 1 s",
-     ("watcher", "burst_last_sms_s")),
-    ("burst while running: first arrival → all decided and sent", "s", "",
-     ("watcher", "burst_all_done_s")),
+    (
+        "burst while running: arrival of the last → its SMS",
+        "s",
+        "≤ 1 s",
+        ("watcher", "burst_last_sms_s"),
+    ),
+    (
+        "burst while running: first arrival → all decided and sent",
+        "s",
+        "",
+        ("watcher", "burst_all_done_s"),
+    ),
     ("IDLE arrival → SMS at the gateway, p50", "s", "≤ 0.55 s", ("watcher", "latency_p50_s")),
     ("IDLE arrival → SMS at the gateway, p99", "s", "≤ 0.7 s", ("watcher", "latency_p99_s")),
     ("first start, start → watching", "s", "flat, ≤ 0.5 s", ("watcher", "first_start_s")),
@@ -49,7 +57,7 @@ TABLE = [
     ("`forwarder --help`", "s", "≤ 0.15 s", ("cli", "help_s")),
     ("`forwarder check` (rules.example.yaml)", "s", "≤ 0.15 s", ("cli", "check_s")),
     ("`python -c pass` (the floor)", "s", "", ("cli", "interpreter_s")),
-]  # fmt: skip
+]
 
 
 def run_json(name: str, args: list[str], directory: Path) -> tuple[dict, str, float]:
@@ -57,8 +65,11 @@ def run_json(name: str, args: list[str], directory: Path) -> tuple[dict, str, fl
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(BENCH / f"bench_{name}.py"), *args, "--json", str(out)],
-        env=ENV, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.monotonic() - started
     print(result.stdout, end="", flush=True)
     if result.returncode != 0:
@@ -71,8 +82,11 @@ def run_text(name: str, args: list[str]) -> tuple[str, float]:
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(BENCH / f"bench_{name}.py"), *args],
-        env=ENV, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.monotonic() - started
     text = result.stdout
     if result.returncode:

@@ -163,9 +163,13 @@ def soak(
                     "retry_backoff": "1s",
                     "retry_backoff_max": "2s",
                 },
-                limits={"per_minute": 10**6, "per_hour": 10**6, "per_day": 10**6,
-                        "dedup_window": 0},
-            )  # fmt: skip
+                limits={
+                    "per_minute": 10**6,
+                    "per_hour": 10**6,
+                    "per_day": 10**6,
+                    "dedup_window": 0,
+                },
+            )
             state = directory / "state.db"
             daemon = DaemonProcess(config, env={"PYTHONPATH": str(ROOT)})
             daemon.start()

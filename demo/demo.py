@@ -62,20 +62,31 @@ default: skip
 """
 
 MAILS = [
-    ("newsletter (should be skipped)", make_mail(
-        "Our autumn sale starts today", "Big discounts on everything!",
-        from_="Shop <news@shop.example.com>",
-    )),
-    ("bank alert in Ukrainian, HTML only", make_mail(
-        "Списання з картки", "",
-        from_="ПриватБанк <alerts@bank.example.ua>",
-        html="<html><head><style>p{color:red}</style></head><body>"
-             "<div style='display:none'>preheader you never see</div>"
-             "<p>Списання <b>1&nbsp;250,00 грн</b> з картки *1234.</p>"
-             "<p>Баланс: 8&nbsp;400,17 грн</p></body></html>",
-    )),
-    ("urgent reply with quoted history and a signature", make_mail(
-        "Re: URGENT: server down", textwrap.dedent("""\
+    (
+        "newsletter (should be skipped)",
+        make_mail(
+            "Our autumn sale starts today",
+            "Big discounts on everything!",
+            from_="Shop <news@shop.example.com>",
+        ),
+    ),
+    (
+        "bank alert in Ukrainian, HTML only",
+        make_mail(
+            "Списання з картки",
+            "",
+            from_="ПриватБанк <alerts@bank.example.ua>",
+            html="<html><head><style>p{color:red}</style></head><body>"
+            "<div style='display:none'>preheader you never see</div>"
+            "<p>Списання <b>1&nbsp;250,00 грн</b> з картки *1234.</p>"
+            "<p>Баланс: 8&nbsp;400,17 грн</p></body></html>",
+        ),
+    ),
+    (
+        "urgent reply with quoted history and a signature",
+        make_mail(
+            "Re: URGENT: server down",
+            textwrap.dedent("""\
             It is back up, but the disk is at 97%. Please look today.
 
             --
@@ -86,9 +97,10 @@ MAILS = [
             > db01 is not answering
             > since 23:04
             """),
-        from_="Olena Kovalenko <olena@example.com>",
-    )),
-]  # fmt: skip
+            from_="Olena Kovalenko <olena@example.com>",
+        ),
+    ),
+]
 
 
 def forwarder(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -107,12 +119,18 @@ def main() -> int:
         config = workdir / "forwarder.yaml"
         config.write_text(
             CONFIG.format(
-                imap_port=dovecot.tls_port, ca_file=dovecot.ca_file, user=USER,
-                smtp_port=gateway.port, owner=OWNER, state=workdir / "state.db",
+                imap_port=dovecot.tls_port,
+                ca_file=dovecot.ca_file,
+                user=USER,
+                smtp_port=gateway.port,
+                owner=OWNER,
+                state=workdir / "state.db",
             )
-        )  # fmt: skip
-        print(f"Dovecot (IMAPS) on 127.0.0.1:{dovecot.tls_port}, gateway simulator on "
-              f"127.0.0.1:{gateway.port}; config in {config}\n")  # fmt: skip
+        )
+        print(
+            f"Dovecot (IMAPS) on 127.0.0.1:{dovecot.tls_port}, gateway simulator on "
+            f"127.0.0.1:{gateway.port}; config in {config}\n"
+        )
         check = forwarder("check", "--config", str(config), env=env)
         print(f"$ forwarder check --config {config.name}\n{check.stdout}{check.stderr}")
         if check.returncode:
@@ -121,8 +139,10 @@ def main() -> int:
         with open(workdir / "daemon.log", "w") as log:
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "forwarder.cli", "run", "--config", str(config)],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             deadline = time.monotonic() + 15
             while "first start" not in (workdir / "daemon.log").read_text():
@@ -154,8 +174,10 @@ def main() -> int:
 
         print("\nWhat reached the Email2SMS gateway:")
         for sms in received:
-            print(f"\n  To:      {sms.to}\n  Subject: {sms.subject}\n  Charset: {sms.charset}"
-                  f"\n  Text ({len(sms.text)} characters):")  # fmt: skip
+            print(
+                f"\n  To:      {sms.to}\n  Subject: {sms.subject}\n  Charset: {sms.charset}"
+                f"\n  Text ({len(sms.text)} characters):"
+            )
             for line in sms.text.splitlines():
                 print(f"    | {line}")
             if sms.problems:

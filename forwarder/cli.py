@@ -112,10 +112,12 @@ def _parser() -> argparse.ArgumentParser:
         _login,
     )
     login.add_argument(
-        "--account", default="default", metavar="NAME",
+        "--account",
+        default="default",
+        metavar="NAME",
         help="which sign-in: the account's name ('default' for imap:; smtp shares an "
         "account's unless smtp.oauth2 is given) or 'smtp' (smtp.oauth2)",
-    )  # fmt: skip
+    )
 
     status = command("status", "What was forwarded lately, and the state of every SMS.", _status)
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
@@ -206,8 +208,10 @@ def _check(args: argparse.Namespace) -> int:
             )
     for entry in oauth2_status(config):
         if entry["signed_in"] is False:  # a note, not an error: check never needs the tokens
-            print(f"note: OAuth2 account {entry['account']} ({entry['username']}) is not "
-                  f"signed in yet: run {entry['login_command']}")  # fmt: skip
+            print(
+                f"note: OAuth2 account {entry['account']} ({entry['username']}) is not "
+                f"signed in yet: run {entry['login_command']}"
+            )
     return EX_OK
 
 
@@ -230,12 +234,18 @@ def _login(args: argparse.Namespace) -> int:
     settings = accounts.get(args.account)
     if settings is None:
         known = ", ".join(accounts) or "none: set imap.auth: oauth2 (or smtp.auth: oauth2)"
-        print(f"forwarder login: {args.config} has no OAuth2 account {args.account!r} "
-              f"(accounts: {known})", file=sys.stderr)  # fmt: skip
+        print(
+            f"forwarder login: {args.config} has no OAuth2 account {args.account!r} "
+            f"(accounts: {known})",
+            file=sys.stderr,
+        )
         return EX_USAGE
     if settings.token_command:
-        print(f"forwarder login: account {args.account} takes its tokens from token_command; "
-              "sign in with that tool instead", file=sys.stderr)  # fmt: skip
+        print(
+            f"forwarder login: account {args.account} takes its tokens from token_command; "
+            "sign in with that tool instead",
+            file=sys.stderr,
+        )
         return EX_USAGE
     try:
         login(settings, out=lambda line: print(line, flush=True))
@@ -616,8 +626,10 @@ def _status(args: argparse.Namespace) -> int:
         if entry["signed_in"] is None:
             print(f"oauth2:     {who}: tokens from token_command")
         elif entry["signed_in"]:
-            print(f"oauth2:     {who}: signed in {_ago(entry['signed_in_at'])}; tokens saved "
-                  f"{_ago(entry['saved_at'])}")  # fmt: skip
+            print(
+                f"oauth2:     {who}: signed in {_ago(entry['signed_in_at'])}; tokens saved "
+                f"{_ago(entry['saved_at'])}"
+            )
         else:
             print(f"oauth2:     {who}: NOT signed in: run {entry['login_command']}")
     for folder, cp in data["folders"].items():

@@ -225,7 +225,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         raise ConfigError(problems.items)
     top = Section(document, "", problems, file=str(path), line=1)
 
-    state = Path(top.str("state", DEFAULT_STATE, what="a file path"))
+    state = Path(top.text("state", DEFAULT_STATE, what="a file path"))
     smtp_section = top.section("smtp")
     oauth = _OAuthPlace(state=state, config_file=str(path), smtp_user=_smtp_shares(smtp_section))
     accounts = _accounts(top, oauth)
@@ -235,8 +235,8 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     delivery = _delivery(top.section("delivery"), watched)
     limits = _limits(top.section("limits"))
     sms = _sms(top.section("sms"), account.max_length)
-    log_level = top.str("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    log_format = top.str("log_format", _defaults(Config)["log_format"], choices=LOG_FORMATS)
+    log_level = top.text("log_level", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format = top.text("log_format", _defaults(Config)["log_format"], choices=LOG_FORMATS)
     metrics = _metrics(top.section("metrics"))
     health = _health(top.section("health"))
     alerts = _alerts(top.section("alerts"))
@@ -300,7 +300,7 @@ def _exposed_secrets(inline: list[Problem]) -> list[str]:
 
 
 def _security(section: Section, host: str | None) -> str:
-    security = section.str("security", "tls", choices=SECURITY)
+    security = section.text("security", "tls", choices=SECURITY)
     if security == "plain" and host and not is_loopback(host):
         section.error(
             "security",
@@ -322,7 +322,7 @@ def _accounts(top: Section, oauth: _OAuthPlace) -> tuple[ImapConfig, ...]:
     accounts: list[ImapConfig] = []
     first_line: dict[str, int] = {}
     for section in top.sections("accounts", what="accounts (each item starting '- name:')"):
-        name = section.str("name", what="an account name", check=_check_account_name) or ""
+        name = section.text("name", what="an account name", check=_check_account_name) or ""
         if name in first_line:
             section.error(
                 "name",
@@ -344,14 +344,14 @@ def _check_account_name(value: str) -> str | None:
 
 
 def _imap(s: Section, name: str, oauth: _OAuthPlace, *, first: bool) -> ImapConfig:
-    host = s.str("host", what="a host name")
+    host = s.text("host", what="a host name")
     security = _security(s, host)
     d = _defaults(ImapConfig)
     folders = s.str_list("folders", list(d["folders"]), what="folder names")
     if not folders:
         s.error("folders", "imap.folders must name at least one folder")
-    username = s.str("username") or ""
-    auth = s.str("auth", "password", choices=AUTH_METHODS)
+    username = s.text("username") or ""
+    auth = s.text("auth", "password", choices=AUTH_METHODS)
     oauth2 = None
     if auth == "oauth2":
         for key in ("password", "password_file"):
@@ -369,20 +369,20 @@ def _imap(s: Section, name: str, oauth: _OAuthPlace, *, first: bool) -> ImapConf
         password = s.secret("password", required=True) or Secret("")
     config = ImapConfig(
         host=host or "",
-        port=s.int("port", IMAP_PORTS[security], minimum=1, maximum=65535),
+        port=s.integer("port", IMAP_PORTS[security], minimum=1, maximum=65535),
         security=security,
         username=username,
         password=password,
         folders=tuple(folders or d["folders"]),
         poll_interval=s.duration("poll_interval", d["poll_interval"], minimum=1),
-        idle=s.bool("idle", d["idle"]),
+        idle=s.boolean("idle", d["idle"]),
         idle_renew=s.duration("idle_renew", d["idle_renew"], minimum=10),
         timeout=s.duration("timeout", d["timeout"], minimum=1),
         ca_file=_ca_file(s),
         fetch_bytes=s.size("fetch_bytes", d["fetch_bytes"]),
-        keyword=s.str("keyword", None, check=_check_keyword),
+        keyword=s.text("keyword", None, check=_check_keyword),
         name=name,
-        max_connections=s.int("max_connections", None, minimum=1, maximum=100),
+        max_connections=s.integer("max_connections", None, minimum=1, maximum=100),
         auth=auth,
         oauth2=oauth2,
     )
@@ -399,17 +399,17 @@ def _check_keyword(value: str) -> str | None:
 
 
 def _ca_file(s: Section) -> str | None:
-    ca_file = s.str("ca_file", None, what="a file path")
+    ca_file = s.text("ca_file", None, what="a file path")
     if ca_file and not Path(ca_file).is_file():
         s.error("ca_file", f"{s.name('ca_file')}: {ca_file} does not exist")
     return ca_file
 
 
 def _smtp(s: Section, accounts: tuple[ImapConfig, ...], oauth: _OAuthPlace) -> SmtpConfig:
-    host = s.str("host", what="a host name")
+    host = s.text("host", what="a host name")
     security = _security(s, host)
-    username = s.str("username", None)
-    auth = s.str("auth", "password", choices=AUTH_METHODS)
+    username = s.text("username", None)
+    auth = s.text("auth", "password", choices=AUTH_METHODS)
     oauth2 = None
     password = None
     if auth == "oauth2":
@@ -425,9 +425,13 @@ def _smtp(s: Section, accounts: tuple[ImapConfig, ...], oauth: _OAuthPlace) -> S
                     "rename the IMAP account of that name",
                 )
             oauth2 = _oauth2(
-                s, oauth, account=profiles.SMTP_ACCOUNT, username=username or "", imap=False,
+                s,
+                oauth,
+                account=profiles.SMTP_ACCOUNT,
+                username=username or "",
+                imap=False,
                 smtp=True,
-            )  # fmt: skip
+            )
             if username is None:
                 s.error(None, "smtp.username is required with smtp.auth: oauth2 (the login)")
         else:
@@ -450,8 +454,9 @@ def _smtp(s: Section, accounts: tuple[ImapConfig, ...], oauth: _OAuthPlace) -> S
                     if only is not None
                     else "an account with auth: oauth2 and smtp.username as its username"
                 )
-                s.error("auth", f"smtp.auth: oauth2 needs smtp.oauth2, or {whose} to share its "
-                        "sign-in")  # fmt: skip
+                s.error(
+                    "auth", f"smtp.auth: oauth2 needs smtp.oauth2, or {whose} to share its sign-in"
+                )
             else:
                 oauth2 = shared.oauth2  # one sign-in for both: the scopes include sending
                 username = shared.username
@@ -463,7 +468,7 @@ def _smtp(s: Section, accounts: tuple[ImapConfig, ...], oauth: _OAuthPlace) -> S
         if password is not None and username is None:
             s.error("password", "smtp.password is set but smtp.username is not")
     d = _defaults(SmtpConfig)
-    from_addr = s.str("from", what="an e-mail address") or ""
+    from_addr = s.text("from", what="an e-mail address") or ""
     if from_addr and not _BARE_ADDRESS.match(from_addr):
         # It is the From: header and the SMTP envelope sender, and the own-mail guard compares
         # it with the From of incoming mail: a display name, a list or a line break breaks them.
@@ -473,14 +478,14 @@ def _smtp(s: Section, accounts: tuple[ImapConfig, ...], oauth: _OAuthPlace) -> S
         )
     config = SmtpConfig(
         host=host or "",
-        port=s.int("port", SMTP_PORTS[security], minimum=1, maximum=65535),
+        port=s.integer("port", SMTP_PORTS[security], minimum=1, maximum=65535),
         security=security,
         username=username,
         password=password,
         from_addr=from_addr,
         timeout=s.duration("timeout", d["timeout"], minimum=1),
         ca_file=_ca_file(s),
-        allow_plaintext_secrets=s.bool("allow_plaintext_secrets", d["allow_plaintext_secrets"]),
+        allow_plaintext_secrets=s.boolean("allow_plaintext_secrets", d["allow_plaintext_secrets"]),
         auth=auth,
         oauth2=oauth2,
     )
@@ -522,12 +527,16 @@ def _check_url(value: str) -> str | None:
     return f"{value!r} must be an https:// URL (plain http only to a loopback host)"
 
 
-def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str, imap: bool,
-            smtp: bool) -> OAuth2Settings | None:  # fmt: skip
+def _oauth2(
+    parent: Section, place: _OAuthPlace, *, account: str, username: str, imap: bool, smtp: bool
+) -> OAuth2Settings | None:
     """``<imap|smtp>.oauth2``: a provider profile, or a token_command."""
     if not parent.has("oauth2"):
-        parent.error("auth", f"{parent.name('auth')}: oauth2 needs an {parent.name('oauth2')}: "
-                     "section (provider: microsoft, google or custom)")  # fmt: skip
+        parent.error(
+            "auth",
+            f"{parent.name('auth')}: oauth2 needs an {parent.name('oauth2')}: "
+            "section (provider: microsoft, google or custom)",
+        )
         parent.raw("oauth2")
         return None
     s = parent.section("oauth2")
@@ -540,14 +549,24 @@ def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str,
         "config_file": place.config_file,
         "timeout": s.duration("timeout", 30, minimum=1),
     }
-    mechanism = s.str("mechanism", "xoauth2", choices=profiles.MECHANISMS)
+    mechanism = s.text("mechanism", "xoauth2", choices=profiles.MECHANISMS)
     if not imap and mechanism != "xoauth2":
         s.error("mechanism", f"{where}.mechanism: SMTP uses xoauth2 only")
     command = _token_command(s)
     if s.has("token_command"):
-        for key in ("provider", "client_id", "client_secret", "client_secret_file", "tenant",
-                    "scopes", "token_url", "device_authorization_url", "authorization_url",
-                    "flow", "redirect_port"):  # fmt: skip
+        for key in (
+            "provider",
+            "client_id",
+            "client_secret",
+            "client_secret_file",
+            "tenant",
+            "scopes",
+            "token_url",
+            "device_authorization_url",
+            "authorization_url",
+            "flow",
+            "redirect_port",
+        ):
             if s.has(key):
                 s.error(key, f"{where}.{key} is not used with {where}.token_command")
                 s.raw(key)
@@ -555,34 +574,44 @@ def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str,
         if command is None:
             return None
         return OAuth2Settings(**base, mechanism=mechanism, token_command=command)
-    provider = s.str("provider", what="microsoft, google or custom", choices=profiles.PROVIDERS)
-    client_id = s.str("client_id", what="the client (application) id of your app registration")
-    client_secret = s.secret("client_secret", required=provider == "google",
-                             what="the client secret")  # fmt: skip
-    urls: dict[str, str | None] = {"token_url": None, "device_authorization_url": None,
-                                   "authorization_url": None}  # fmt: skip
+    provider = s.text("provider", what="microsoft, google or custom", choices=profiles.PROVIDERS)
+    client_id = s.text("client_id", what="the client (application) id of your app registration")
+    client_secret = s.secret(
+        "client_secret", required=provider == "google", what="the client secret"
+    )
+    urls: dict[str, str | None] = {
+        "token_url": None,
+        "device_authorization_url": None,
+        "authorization_url": None,
+    }
     tenant = None
     if provider == "microsoft":
-        tenant = s.str("tenant", profiles.microsoft_tenant(username), what="a tenant",
-                       check=_check_tenant)  # fmt: skip
+        tenant = s.text(
+            "tenant", profiles.microsoft_tenant(username), what="a tenant", check=_check_tenant
+        )
         urls.update(profiles.microsoft_urls(tenant or "common"))
     else:
         if s.has("tenant"):
             s.error("tenant", f"{where}.tenant is only used with provider: microsoft")
             s.raw("tenant")
         if provider == "google":
-            urls.update(token_url=profiles.GOOGLE_TOKEN_URL,
-                        authorization_url=profiles.GOOGLE_AUTHORIZATION_URL)  # fmt: skip
+            urls.update(
+                token_url=profiles.GOOGLE_TOKEN_URL,
+                authorization_url=profiles.GOOGLE_AUTHORIZATION_URL,
+            )
     for key in urls:  # every endpoint can be pointed elsewhere (a test server, a proxy)
-        given = s.str(key, None, what="a URL", check=_check_url)
+        given = s.text(key, None, what="a URL", check=_check_url)
         if given is not None:
             urls[key] = given
     if provider == "custom" and not s.has("token_url"):
         s.error(None, f"{where}.token_url is required with provider: custom")
     no_flow_url = not (urls["device_authorization_url"] or urls["authorization_url"])
     if provider == "custom" and no_flow_url:
-        s.error(None, f"{where}: provider custom needs device_authorization_url (device flow) "
-                "or authorization_url (loopback flow)")  # fmt: skip
+        s.error(
+            None,
+            f"{where}: provider custom needs device_authorization_url (device flow) "
+            "or authorization_url (loopback flow)",
+        )
     scopes = s.str_list("scopes", None, what="scopes")
     if scopes is None:
         scopes = list(profiles.default_scopes(provider or "custom", imap=imap, smtp=smtp))
@@ -590,17 +619,27 @@ def _oauth2(parent: Section, place: _OAuthPlace, *, account: str, username: str,
             s.error(None, f"{where}.scopes is required with provider: custom")
     elif not scopes:
         s.error("scopes", f"{where}.scopes must name at least one scope")
-    flow = s.str("flow", profiles.default_flow(provider or "custom",
-                                               device_url=urls["device_authorization_url"]),
-                 choices=profiles.FLOWS)  # fmt: skip
-    if provider and not no_flow_url and (problem := profiles.flow_problem(
-        provider, flow, device_url=urls["device_authorization_url"],
-        authorization_url=urls["authorization_url"],
-    )):  # fmt: skip
+    flow = s.text(
+        "flow",
+        profiles.default_flow(provider or "custom", device_url=urls["device_authorization_url"]),
+        choices=profiles.FLOWS,
+    )
+    if (
+        provider
+        and not no_flow_url
+        and (
+            problem := profiles.flow_problem(
+                provider,
+                flow,
+                device_url=urls["device_authorization_url"],
+                authorization_url=urls["authorization_url"],
+            )
+        )
+    ):
         s.error("flow" if s.has("flow") else None, f"{where}: {problem}")
     if provider and imap and (problem := profiles.mechanism_problem(provider, mechanism)):
         s.error("mechanism", f"{where}: {problem}")
-    redirect_port = s.int("redirect_port", 0, minimum=0, maximum=65535)
+    redirect_port = s.integer("redirect_port", 0, minimum=0, maximum=65535)
     s.finish()
     if provider is None or client_id is None:
         return None
@@ -653,11 +692,11 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
             return str(exc)
         return None
 
-    login = s.str("login", what="the account's phone number", check=phone)
-    sender = s.str("sender", what="the alpha-name", check=gateway.check_alpha_name)
-    domain = s.str("domain", gateway.DEFAULT_DOMAIN, what="a domain", check=check_domain)
-    mode = Mode(s.str("mode", "own_number", choices=[m.value for m in Mode]))
-    auth = Auth(s.str("auth", "none", choices=[a.value for a in Auth]))
+    login = s.text("login", what="the account's phone number", check=phone)
+    sender = s.text("sender", what="the alpha-name", check=gateway.check_alpha_name)
+    domain = s.text("domain", gateway.DEFAULT_DOMAIN, what="a domain", check=check_domain)
+    mode = Mode(s.text("mode", "own_number", choices=[m.value for m in Mode]))
+    auth = Auth(s.text("auth", "none", choices=[a.value for a in Auth]))
     recipients: list[str] = []
     bad_recipients = False
     for number in s.str_list("recipients", [], what="phone numbers"):
@@ -673,14 +712,14 @@ def _gateway(s: Section, smtp: SmtpConfig) -> tuple[Account, tuple[str, ...], fl
             bad_recipients = True
             continue
         recipients.append(normalized)
-    list_id = s.str("list_id", None, check=gateway.check_token)
+    list_id = s.text("list_id", None, check=gateway.check_token)
     password = s.secret("password", required=auth is Auth.PASSWORD)
     api_key = s.secret("api_key", required=auth is Auth.API_KEY, what="an API key")
     if api_key is not None and gateway.check_token(api_key.reveal()):
         s.error("api_key", "gateway.api_key must be one token: no ';', spaces or line breaks")
     if password is not None and any(c in password.reveal() for c in ";\r\n"):
         s.error("password", "gateway.password cannot contain ';' or line breaks (Subject syntax)")
-    max_length = s.int("max_length", SMS_MAX_CHARS, minimum=1, maximum=SMS_MAX_CHARS)
+    max_length = s.integer("max_length", SMS_MAX_CHARS, minimum=1, maximum=SMS_MAX_CHARS)
     reply_from = tuple(s.str_list("reply_from", list(DEFAULT_REPLY_FROM), what="address patterns"))
     d = _defaults(Config)
     pause = s.duration("pause", d["pause"], minimum=1)
@@ -747,21 +786,21 @@ def _check_address(value: str) -> str | None:
 def _delivery(s: Section, watched: set[str]) -> DeliveryConfig:
     d = _defaults(DeliveryConfig)
     config = DeliveryConfig(
-        on_doubt=s.str("on_doubt", d["on_doubt"], choices=("resend", "alert")),
+        on_doubt=s.text("on_doubt", d["on_doubt"], choices=("resend", "alert")),
         # YAML 1.1 reads a bare `off` as false: take it as the word it was meant to be.
         receipts=Receipts.OFF.value
         if s.raw("receipts") is False
-        else s.str("receipts", d["receipts"], choices=[r.value for r in Receipts]),
+        else s.text("receipts", d["receipts"], choices=[r.value for r in Receipts]),
         receipt_wait=s.duration("receipt_wait", d["receipt_wait"], minimum=1),
-        sent_folder=s.str("sent_folder", None, what="a folder name", check=_check_folder),
-        receipt_to=s.str("receipt_to", None, what="an e-mail address", check=_check_address),
-        receipt_folder=s.str("receipt_folder", None, what="a folder name", check=_check_folder),
+        sent_folder=s.text("sent_folder", None, what="a folder name", check=_check_folder),
+        receipt_to=s.text("receipt_to", None, what="an e-mail address", check=_check_address),
+        receipt_folder=s.text("receipt_folder", None, what="a folder name", check=_check_folder),
         max_age=s.duration("max_age", d["max_age"], minimum=60),
-        retry_attempts=s.int("retry_attempts", d["retry_attempts"], minimum=1, maximum=20),
+        retry_attempts=s.integer("retry_attempts", d["retry_attempts"], minimum=1, maximum=20),
         retry_backoff=s.duration("retry_backoff", d["retry_backoff"], minimum=1),
         retry_backoff_max=s.duration("retry_backoff_max", d["retry_backoff_max"], minimum=1),
         unless_read_wait=s.duration("unless_read_wait", d["unless_read_wait"]),
-        message_id_domain=s.str(
+        message_id_domain=s.text(
             "message_id_domain", d["message_id_domain"], what="a domain", check=check_domain
         ),
     )
@@ -804,9 +843,9 @@ def _check_folder(value: str) -> str | None:
 def _limits(s: Section) -> LimitsConfig:
     d = _defaults(LimitsConfig)
     config = LimitsConfig(
-        per_minute=s.int("per_minute", d["per_minute"], minimum=1),
-        per_hour=s.int("per_hour", d["per_hour"], minimum=1),
-        per_day=s.int("per_day", d["per_day"], minimum=1),
+        per_minute=s.integer("per_minute", d["per_minute"], minimum=1),
+        per_hour=s.integer("per_hour", d["per_hour"], minimum=1),
+        per_day=s.integer("per_day", d["per_day"], minimum=1),
         dedup_window=s.duration("dedup_window", d["dedup_window"]),
     )
     s.finish()
@@ -819,19 +858,19 @@ def _sms(s: Section, max_length: int) -> SmsOptions:
 
     defaults = SmsOptions()
     options = SmsOptions(
-        template=s.str("template", defaults.template, check=template),
+        template=s.text("template", defaults.template, check=template),
         max_length=max_length,
-        encoding=s.str("encoding", defaults.encoding, choices=ENCODINGS),
-        transliterate=s.str("transliterate", defaults.transliterate, choices=("off", "uk", "ru")),
-        max_segments=s.int("max_segments", None, minimum=1, maximum=10),
+        encoding=s.text("encoding", defaults.encoding, choices=ENCODINGS),
+        transliterate=s.text("transliterate", defaults.transliterate, choices=("off", "uk", "ru")),
+        max_segments=s.integer("max_segments", None, minimum=1, maximum=10),
     )
     s.finish()
     return options
 
 
 def _metrics(s: Section) -> MetricsConfig:
-    allow_remote = s.bool("allow_remote", _defaults(MetricsConfig)["allow_remote"])
-    raw = s.str("listen", None, what='an address like "127.0.0.1:9187"')
+    allow_remote = s.boolean("allow_remote", _defaults(MetricsConfig)["allow_remote"])
+    raw = s.text("listen", None, what='an address like "127.0.0.1:9187"')
     listen = None
     if raw is not None:
         listen = _listen_address(raw)
@@ -884,7 +923,7 @@ def _health(s: Section) -> HealthConfig:
             return "must be an http:// or https:// URL, like https://hc-ping.com/<uuid>"
         return None
 
-    ping_url = s.str("ping_url", None, what="a URL", check=url)
+    ping_url = s.text("ping_url", None, what="a URL", check=url)
     s.finish()
     return HealthConfig(ping_url=Secret(ping_url) if ping_url else None)
 
@@ -892,7 +931,7 @@ def _health(s: Section) -> HealthConfig:
 def _alerts(s: Section) -> AlertsConfig:
     d = _defaults(AlertsConfig)
     config = AlertsConfig(
-        enabled=s.bool("enabled", d["enabled"]),
+        enabled=s.boolean("enabled", d["enabled"]),
         # A few seconds is allowed (tests use it); under a few minutes, every network blip
         # becomes two SMS.
         imap_down_after=s.duration("imap_down_after", d["imap_down_after"], minimum=1),

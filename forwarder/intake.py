@@ -274,9 +274,13 @@ class Intake:
         try:
             try:
                 poll_folder(
-                    mailbox, self.store, folder, self._handle_batch, check_late=check_late,
+                    mailbox,
+                    self.store,
+                    folder,
+                    self._handle_batch,
+                    check_late=check_late,
                     reads=self.config.ruleset.reads,  # a backlog: fetch only what the rules read
-                )  # fmt: skip
+                )
             finally:
                 self._tidy_receipts(mailbox, folder)
         except FolderMissing as exc:
@@ -403,8 +407,9 @@ class Intake:
             if (request := self._receipt_of(mail)) is not None:
                 receipts.append(Receipt(request, Receipts.COPY.value, batch.folder, mail.uid))
                 reason = f"the receipt of SMS request {request}: the SMTP server accepted it"
-                entries.append(LedgerEntry(mail.uid, mail.message_id or request, SKIP, None,
-                                           reason))  # fmt: skip
+                entries.append(
+                    LedgerEntry(mail.uid, mail.message_id or request, SKIP, None, reason)
+                )
                 logger.info("mail %s: %s", mail.describe(), reason)
                 continue
             try:

@@ -454,11 +454,20 @@ class Store:
                 "(account, folder, uidvalidity, uid, message_id, action, rule, reason, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (account, folder, uidvalidity, h.uid, h.message_id, h.action, h.rule,
-                     h.reason, now)
+                    (
+                        account,
+                        folder,
+                        uidvalidity,
+                        h.uid,
+                        h.message_id,
+                        h.action,
+                        h.rule,
+                        h.reason,
+                        now,
+                    )
                     for h in handled
                 ],
-            )  # fmt: skip
+            )
             db.executemany(
                 _INSERT_OUTBOX,
                 [_outbox_values(account, folder, uidvalidity, o, now) for o in outbox],

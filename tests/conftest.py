@@ -149,9 +149,15 @@ def oauth_user(oauth_imap: tuple[IdentityProvider, DovecotServer]) -> OAuthAccou
     idp, server = oauth_imap
     user = f"oauth{next(_user_numbers)}-{uuid.uuid4().hex[:8]}"
     return OAuthAccount(
-        host=server.host, port=server.port, tls_port=None, user=user, password=server.password,
-        ca_file=server.ca_file, server=server, idp=idp,
-    )  # fmt: skip
+        host=server.host,
+        port=server.port,
+        tls_port=None,
+        user=user,
+        password=server.password,
+        ca_file=server.ca_file,
+        server=server,
+        idp=idp,
+    )
 
 
 @pytest.fixture

@@ -180,8 +180,11 @@ def two_accounts(
 def status(config: Path) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "status", "--config", str(config), "--json"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(result.stdout)
 
 
@@ -229,10 +232,14 @@ def test_a_frozen_account_never_delays_another(
 def _user(server: Any, name: str) -> ImapAccount:
     """A fresh mailbox on ``server`` (Dovecot creates users on first login)."""
     return ImapAccount(
-        host=server.host, port=server.port, tls_port=server.tls_port,
-        user=f"{name}-{uuid.uuid4().hex[:8]}", password=server.password,
-        ca_file=server.ca_file, server=server,
-    )  # fmt: skip
+        host=server.host,
+        port=server.port,
+        tls_port=server.tls_port,
+        user=f"{name}-{uuid.uuid4().hex[:8]}",
+        password=server.password,
+        ca_file=server.ca_file,
+        server=server,
+    )
 
 
 def test_check_says_which_folders_the_connection_budget_leaves_to_polling(tmp_path: Path) -> None:
@@ -244,7 +251,9 @@ def test_check_says_which_folders_the_connection_budget_leaves_to_polling(tmp_pa
     )
     result = subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "check", "--config", str(path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "allows IDLE on 1 folder(s); polled every 60 s instead: Alerts, Bank" in result.stdout

@@ -16,12 +16,23 @@ PACKAGE = Path(__file__).resolve().parents[1] / "forwarder"
 STAGES = ("text", "rules", "imap", "delivery", "gateway", "configfile")
 #: The pure core, as pyproject.toml's import contract lists it.
 PURE = (
-    "forwarder.text", "forwarder.rules", "forwarder.configfile", "forwarder.mail",
-    "forwarder.records", "forwarder.pipeline", "forwarder.delivery.policy",
-    "forwarder.delivery.receipts", "forwarder.delivery.states", "forwarder.gateway.account",
-    "forwarder.gateway.request", "forwarder.gateway.replies", "forwarder.imap.bodystructure",
-    "forwarder.ops.status", "forwarder.ops.readiness", "forwarder.ops.alerts",
-)  # fmt: skip
+    "forwarder.text",
+    "forwarder.rules",
+    "forwarder.configfile",
+    "forwarder.mail",
+    "forwarder.records",
+    "forwarder.pipeline",
+    "forwarder.delivery.policy",
+    "forwarder.delivery.receipts",
+    "forwarder.delivery.states",
+    "forwarder.gateway.account",
+    "forwarder.gateway.request",
+    "forwarder.gateway.replies",
+    "forwarder.imap.bodystructure",
+    "forwarder.ops.status",
+    "forwarder.ops.readiness",
+    "forwarder.ops.alerts",
+)
 
 
 def _modules() -> dict[str, Path]:

@@ -413,19 +413,34 @@ def test_explicit_receipt_settings_load(tmp_path: Path) -> None:
     ("lines", "bad", "message"),
     [
         (["  receipts: bcc"], "  receipts: bcc", "delivery.receipts must be one of auto, "),
-        (["  receipt_to: Me <me@example.com>"], "  receipt_to: Me <me@example.com>",
-         "delivery.receipt_to: must be an e-mail address alone"),
+        (
+            ["  receipt_to: Me <me@example.com>"],
+            "  receipt_to: Me <me@example.com>",
+            "delivery.receipt_to: must be an e-mail address alone",
+        ),
         (["  receipt_wait: 0"], "  receipt_wait: 0", "delivery.receipt_wait must be at least 1"),
-        (["  receipt_folder: INBOX"], "  receipt_folder: INBOX",
-         "delivery.receipt_folder 'INBOX' is a watched folder"),
-        (["  receipts: copy", "  sent_folder: Sent"], "  sent_folder: Sent",
-         "delivery.sent_folder is only used with receipts: sent_folder"),
-        (["  receipts: sent_folder", "  receipt_folder: Receipts"], "  receipt_folder: Receipts",
-         "delivery.receipt_folder is only used with receipts: copy"),
-        (["  receipts: \"off\"", "  receipt_to: x@example.com"], "  receipt_to: x@example.com",
-         "delivery.receipt_to is only used with receipts: copy"),
+        (
+            ["  receipt_folder: INBOX"],
+            "  receipt_folder: INBOX",
+            "delivery.receipt_folder 'INBOX' is a watched folder",
+        ),
+        (
+            ["  receipts: copy", "  sent_folder: Sent"],
+            "  sent_folder: Sent",
+            "delivery.sent_folder is only used with receipts: sent_folder",
+        ),
+        (
+            ["  receipts: sent_folder", "  receipt_folder: Receipts"],
+            "  receipt_folder: Receipts",
+            "delivery.receipt_folder is only used with receipts: copy",
+        ),
+        (
+            ['  receipts: "off"', "  receipt_to: x@example.com"],
+            "  receipt_to: x@example.com",
+            "delivery.receipt_to is only used with receipts: copy",
+        ),
     ],
-)  # fmt: skip
+)
 def test_impossible_receipt_settings_name_file_and_line(
     tmp_path: Path, lines: list[str], bad: str, message: str
 ) -> None:

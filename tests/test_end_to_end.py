@@ -29,10 +29,14 @@ def test_one_important_mail_becomes_one_sms_and_a_restart_sends_nothing_twice(
         daemon.wait_for_checkpoint()  # baselined: the mail already there is not forwarded
         server.append(user, "INBOX", make_mail("Lunch?", "nothing important"))
         server.append(
-            user, "INBOX",
-            make_mail("URGENT: server down", "The database is not answering.\n\n-- \nOps bot",
-                      from_="Monitoring <alerts@example.com>"),
-        )  # fmt: skip
+            user,
+            "INBOX",
+            make_mail(
+                "URGENT: server down",
+                "The database is not answering.\n\n-- \nOps bot",
+                from_="Monitoring <alerts@example.com>",
+            ),
+        )
         (sms,) = gateway.wait_for(1)
         daemon.wait_for_checkpoint(above=2)
         assert daemon.stop() == 0
@@ -124,9 +128,11 @@ def test_one_message_in_two_watched_folders_or_delivered_twice_costs_one_sms(
     server, user = imap_user.server, imap_user.user
     server.create_folder(user, "Important")
     config = write_config(
-        tmp_path / "forwarder.yaml", imap_user, gateway,
+        tmp_path / "forwarder.yaml",
+        imap_user,
+        gateway,
         imap={"folders": ["INBOX", "Important"]},
-    )  # fmt: skip
+    )
     copy = make_mail("urgent: one message, three copies", "body")
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint("INBOX")

@@ -13,8 +13,11 @@ ENV = {"IMAP_PASSWORD": "x", "SMTP_PASSWORD": "y", "PATH": "/usr/bin:/bin"}
 def forwarder(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "forwarder.cli", *args],
-        capture_output=True, text=True, timeout=60, env=ENV,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
 
 
 def test_example_config_passes_check() -> None:
@@ -32,8 +35,11 @@ def test_example_rule_tests_pass() -> None:
 def test_missing_secret_variable_is_reported_at_its_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "check", "--config", str(EXAMPLE)],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 78
     line = next(
         n

@@ -39,8 +39,10 @@ def through(proxy: TcpProxy, dovecot) -> SimpleNamespace:
 def forwarder_status(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "status", "--config", str(config), *("--json",)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_dovecot_killed_mid_fetch_loses_nothing_and_sends_once(
@@ -80,9 +82,11 @@ def test_dovecot_killed_mid_idle_is_reconnected_and_new_mail_still_arrives(
     with idle:
         # A poll once an hour: only IDLE (and what it wakes) can find the new mail in time.
         config = write_config(
-            tmp_path / "forwarder.yaml", through(idle, dovecot), gateway,
+            tmp_path / "forwarder.yaml",
+            through(idle, dovecot),
+            gateway,
             imap={"poll_interval": 3600},
-        )  # fmt: skip
+        )
         with DaemonProcess(config) as daemon:
             daemon.wait_for_checkpoint()
             assert idle.tripped.wait(15), "the daemon never entered IDLE"
@@ -106,8 +110,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a small tmpfs needs root (test_receipts.py injects the error)")
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -155,8 +160,10 @@ def test_a_full_state_disk_holds_the_checkpoint_says_why_and_resumes(
         assert json.loads(status.stdout)["state_disk"]["full"] is True
         text = subprocess.run(
             [sys.executable, "-m", "forwarder.cli", "status", "--config", str(config)],
-            capture_output=True, text=True, timeout=60,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         assert "STATE FILE DISK FULL" in text and "nothing is lost" in text
 
         filler.unlink()  # room again

@@ -74,30 +74,62 @@ LOGIN = "380501234567"
         (Account(LOGIN, "MyAlpha"), f"{LOGIN}@mail.alphasms.com.ua", "MyAlpha", "MyAlpha"),
         # a: one recipient, login + password
         (
-            Account(LOGIN, "MyAlpha", mode=Mode.PHONE, auth=Auth.PASSWORD,
-                    recipients=("380671112233",), password=Secret("pw")),
-            "380671112233@mail.alphasms.com.ua", f"MyAlpha;{LOGIN};pw", f"MyAlpha;{LOGIN};***",
+            Account(
+                LOGIN,
+                "MyAlpha",
+                mode=Mode.PHONE,
+                auth=Auth.PASSWORD,
+                recipients=("380671112233",),
+                password=Secret("pw"),
+            ),
+            "380671112233@mail.alphasms.com.ua",
+            f"MyAlpha;{LOGIN};pw",
+            f"MyAlpha;{LOGIN};***",
         ),
         # c: a saved list, login + password
         (
-            Account(LOGIN, "MyAlpha", mode=Mode.LIST, auth=Auth.PASSWORD, list_id="42",
-                    password=Secret("pw")),
-            f"{LOGIN}@mail.alphasms.com.ua", f"MyAlpha;{LOGIN};pw;42", f"MyAlpha;{LOGIN};***;42",
+            Account(
+                LOGIN,
+                "MyAlpha",
+                mode=Mode.LIST,
+                auth=Auth.PASSWORD,
+                list_id="42",
+                password=Secret("pw"),
+            ),
+            f"{LOGIN}@mail.alphasms.com.ua",
+            f"MyAlpha;{LOGIN};pw;42",
+            f"MyAlpha;{LOGIN};***;42",
         ),
         # d: one recipient, API key
         (
-            Account(LOGIN, "MyAlpha", mode=Mode.PHONE, auth=Auth.API_KEY,
-                    recipients=("380671112233",), api_key=Secret("KEY123")),
-            "380671112233@mail.alphasms.com.ua", "MyAlpha;KEY123", "MyAlpha;***",
+            Account(
+                LOGIN,
+                "MyAlpha",
+                mode=Mode.PHONE,
+                auth=Auth.API_KEY,
+                recipients=("380671112233",),
+                api_key=Secret("KEY123"),
+            ),
+            "380671112233@mail.alphasms.com.ua",
+            "MyAlpha;KEY123",
+            "MyAlpha;***",
         ),
         # e: a saved list, API key
         (
-            Account(LOGIN, "MyAlpha", mode=Mode.LIST, auth=Auth.API_KEY, list_id="42",
-                    api_key=Secret("KEY123")),
-            f"{LOGIN}@mail.alphasms.com.ua", "MyAlpha;KEY123;42", "MyAlpha;***;42",
+            Account(
+                LOGIN,
+                "MyAlpha",
+                mode=Mode.LIST,
+                auth=Auth.API_KEY,
+                list_id="42",
+                api_key=Secret("KEY123"),
+            ),
+            f"{LOGIN}@mail.alphasms.com.ua",
+            "MyAlpha;KEY123;42",
+            "MyAlpha;***;42",
         ),
     ],
-)  # fmt: skip
+)
 def test_each_mode_addresses_the_gateway_as_the_seed_document_says(
     account: Account, to: str, subject: str, masked: str
 ) -> None:
@@ -110,9 +142,13 @@ def test_each_mode_addresses_the_gateway_as_the_seed_document_says(
 
 def test_phone_mode_makes_one_request_per_recipient_and_sender_override_applies() -> None:
     account = Account(
-        LOGIN, "MyAlpha", mode=Mode.PHONE, auth=Auth.API_KEY,
-        recipients=("380671112233", "380931112233"), api_key=Secret("K"),
-    )  # fmt: skip
+        LOGIN,
+        "MyAlpha",
+        mode=Mode.PHONE,
+        auth=Auth.API_KEY,
+        recipients=("380671112233", "380931112233"),
+        api_key=Secret("K"),
+    )
     requests = account.requests("Other")
     assert [r.recipient for r in requests] == ["380671112233", "380931112233"]
     assert all(r.masked_subject == "Other;***" for r in requests)

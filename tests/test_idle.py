@@ -54,8 +54,9 @@ def watch() -> Iterator:
 
 
 def private_account(imap_user, server: DovecotServer):
-    return dataclasses.replace(imap_user, port=server.port, tls_port=server.tls_port,
-                               ca_file=server.ca_file, server=server)  # fmt: skip
+    return dataclasses.replace(
+        imap_user, port=server.port, tls_port=server.tls_port, ca_file=server.ca_file, server=server
+    )
 
 
 # -- the watcher alone ------------------------------------------------------------------------
@@ -119,9 +120,11 @@ def test_idle_delivers_in_several_folders(tmp_path: Path, imap_user, gateway):
     server, user = imap_user.server, imap_user.user
     server.create_folder(user, "Alerts")
     config = write_config(
-        tmp_path / "forwarder.yaml", imap_user, gateway,
+        tmp_path / "forwarder.yaml",
+        imap_user,
+        gateway,
         imap={"poll_interval": NO_POLL, "folders": ["INBOX", "Alerts"]},
-    )  # fmt: skip
+    )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint("INBOX")
         daemon.wait_for_checkpoint("Alerts")
@@ -151,9 +154,11 @@ def test_a_recreated_folder_is_rebaselined_while_running(tmp_path: Path, imap_us
     server.create_folder(user, "Alerts")
     server.append(user, "Alerts", urgent("old"))
     config = write_config(
-        tmp_path / "forwarder.yaml", imap_user, gateway,
+        tmp_path / "forwarder.yaml",
+        imap_user,
+        gateway,
         imap={"poll_interval": 1, "folders": ["Alerts"]},
-    )  # fmt: skip
+    )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint("Alerts")
         # (What was in the folder when it was recreated is tested in test_watcher.py: here
@@ -174,12 +179,26 @@ def save_while_stopped(server: DovecotServer, user: str, raw: bytes) -> None:
         pytest.skip("doveadm is not installed")
     home = server.home_root / user
     subprocess.run(
-        [doveadm, "-c", str(server.config_file), "-o", f"mail_location=sdbox:{home}/mail",
-         "-o", f"mail_uid={server.accounts.mail_uid}", "-o", f"mail_gid={server.accounts.mail_gid}",
-         "save", "-m", "INBOX"],
-        input=raw, env={**os.environ, "HOME": str(home), "USER": user}, check=True,
-        capture_output=True, timeout=30,
-    )  # fmt: skip
+        [
+            doveadm,
+            "-c",
+            str(server.config_file),
+            "-o",
+            f"mail_location=sdbox:{home}/mail",
+            "-o",
+            f"mail_uid={server.accounts.mail_uid}",
+            "-o",
+            f"mail_gid={server.accounts.mail_gid}",
+            "save",
+            "-m",
+            "INBOX",
+        ],
+        input=raw,
+        env={**os.environ, "HOME": str(home), "USER": user},
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 def test_mail_delivered_while_dovecot_is_down_is_forwarded_once_after(
@@ -212,9 +231,11 @@ def test_a_frozen_server_is_survived_through_thaw_and_restart(
     server = dovecot_factory(tls=False)
     account = private_account(imap_user, server)
     config = write_config(
-        tmp_path / "forwarder.yaml", account, gateway,
+        tmp_path / "forwarder.yaml",
+        account,
+        gateway,
         imap={"poll_interval": 1, "timeout": 1, "idle_renew": 10},
-    )  # fmt: skip
+    )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
         server.freeze()
@@ -233,9 +254,11 @@ def test_a_wrong_password_is_reported_once_and_retried_slowly(
     tmp_path: Path, imap_user, gateway
 ) -> None:
     config = write_config(
-        tmp_path / "forwarder.yaml", imap_user, gateway,
+        tmp_path / "forwarder.yaml",
+        imap_user,
+        gateway,
         imap={"password": "wrong", "poll_interval": 1, "folders": ["INBOX", "Other"]},
-    )  # fmt: skip
+    )
     log = imap_user.server.log_file
     failures_before = log.read_text().count(f"user=<{imap_user.user}>")
     with DaemonProcess(config) as daemon:
@@ -281,8 +304,9 @@ def test_tls_with_the_test_ca_delivers_and_a_wrong_ca_is_refused(
         daemon.wait_for_meta("last_poll_error")
         imap_user.server.append(imap_user.user, "INBOX", urgent("must not go"))
         assert daemon.stop() == 0
-    assert re.search(r"ERROR .*certificate was refused .*check imap.host and imap.ca_file",
-                     daemon.output())  # fmt: skip
+    assert re.search(
+        r"ERROR .*certificate was refused .*check imap.host and imap.ca_file", daemon.output()
+    )
     assert len(gateway.received) == 1
 
 
@@ -292,8 +316,12 @@ def test_a_server_without_idle_is_polled(tmp_path: Path, dovecot_factory, imap_u
         extra_config="protocol imap {\n  imap_capability = IMAP4rev1 SASL-IR LITERAL+ UIDPLUS\n}\n",
     )
     account = private_account(imap_user, server)
-    config = write_config(tmp_path / "forwarder.yaml", account, gateway,
-                          imap={"poll_interval": 1, "folders": ["INBOX", "Other"]})  # fmt: skip
+    config = write_config(
+        tmp_path / "forwarder.yaml",
+        account,
+        gateway,
+        imap={"poll_interval": 1, "folders": ["INBOX", "Other"]},
+    )
     server.create_folder(account.user, "Other")
     with DaemonProcess(config) as daemon:
         daemon.wait_for_meta("idle:INBOX", "unsupported")

@@ -290,8 +290,9 @@ def test_the_daemon_forwards_a_25_mb_mail_for_a_few_kilobytes(
 ) -> None:
     """Everything the daemon reads from IMAP, login and IDLE included, counted on the wire."""
     account = dataclasses.replace(imap_user, port=proxy.port)
-    config = write_config(tmp_path / "forwarder.yaml", account, gateway,
-                          imap={"poll_interval": 300})  # fmt: skip
+    config = write_config(
+        tmp_path / "forwarder.yaml", account, gateway, imap={"poll_interval": 300}
+    )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
         daemon.wait_for_meta("idle:INBOX", "connected")

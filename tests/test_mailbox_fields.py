@@ -64,16 +64,19 @@ def mails() -> list[tuple[bytes, str | None]]:
         (make_mail("urgent", from_="AlphaSMS <noreply@alphasms.com.ua>"), None),  # gateway
         (make_mail("nothing matches"), None),
         # RFC 5322 §4.5.3 obsolete syntax: Dovecot's HEADER.FIELDS finds "Subject :" too.
-        (b"From: a@example.org\r\nSubject : urgent, spaced\r\nMessage-ID: <s1@x>\r\n\r\nhi\r\n",
-         "urgent"),
+        (
+            b"From: a@example.org\r\nSubject : urgent, spaced\r\nMessage-ID: <s1@x>\r\n\r\nhi\r\n",
+            "urgent",
+        ),
         (b'From: a@example.org\r\nX-Weird"Name(1): oh yes\r\nSubject: q\r\n\r\nhi\r\n', "weird"),
-    ]  # fmt: skip
+    ]
     message = EmailMessage()
     message["From"] = "Alice <alice@example.org>"
     message["Subject"] = "report"
     message.set_content("see the file")
-    message.add_attachment(b"%PDF-1.4" * 10, maintype="application", subtype="pdf",
-                           filename="r.pdf")  # fmt: skip
+    message.add_attachment(
+        b"%PDF-1.4" * 10, maintype="application", subtype="pdf", filename="r.pdf"
+    )
     cases.append((message.as_bytes(), None))
     return cases
 

@@ -23,42 +23,177 @@ HEADER = (
 
 ALTERNATIVE = BodyData.create(
     (
-        (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 17, 1, None, None, None,
-         None),
-        (b"text", b"html", (b"charset", b"utf-8"), None, None, b"7bit", 13, 1, None, None, None,
-         None),
-        b"alternative", (b"boundary", b"===============7677337491031715795=="), None, None, None,
+        (
+            b"text",
+            b"plain",
+            (b"charset", b"utf-8"),
+            None,
+            None,
+            b"7bit",
+            17,
+            1,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            b"text",
+            b"html",
+            (b"charset", b"utf-8"),
+            None,
+            None,
+            b"7bit",
+            13,
+            1,
+            None,
+            None,
+            None,
+            None,
+        ),
+        b"alternative",
+        (b"boundary", b"===============7677337491031715795=="),
+        None,
+        None,
+        None,
     )
-)  # fmt: skip
+)
 
 PDF = BodyData.create(
     (
-        (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 7, 1, None, None, None,
-         None),
-        (b"application", b"pdf", None, None, None, b"base64", 25_000_000, None,
-         (b"attachment", (b"filename", b"report.pdf")), None, None),
-        b"mixed", (b"boundary", b"outer"), None, None, None,
+        (
+            b"text",
+            b"plain",
+            (b"charset", b"utf-8"),
+            None,
+            None,
+            b"7bit",
+            7,
+            1,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            b"application",
+            b"pdf",
+            None,
+            None,
+            None,
+            b"base64",
+            25_000_000,
+            None,
+            (b"attachment", (b"filename", b"report.pdf")),
+            None,
+            None,
+        ),
+        b"mixed",
+        (b"boundary", b"outer"),
+        None,
+        None,
+        None,
     )
-)  # fmt: skip
+)
 
 #: text/plain, a forwarded message/rfc822 (itself multipart/alternative), an inline PNG.
 FORWARDED = BodyData.create(
     (
-        (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 11, 1, None, None, None,
-         None),
-        (b"message", b"rfc822", None, None, None, b"8bit", 464,
-         (None, b"inner", ((None, None, b"x", b"y.z"),), None, None, None, None, None, None, None),
-         ((b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 12, 1, None, None,
-           None, None),
-          (b"text", b"html", (b"charset", b"utf-8"), None, None, b"7bit", 14, 1, None, None, None,
-           None),
-          b"alternative", (b"boundary", b"inner-b"), None, None, None),
-         20, None, (b"attachment", None), None, None),
-        (b"image", b"png", None, b"<img1@x>", None, b"base64", 58, None,
-         (b"inline", (b"filename", b"p.png")), None, None),
-        b"mixed", (b"boundary", b"outer"), None, None, None,
+        (
+            b"text",
+            b"plain",
+            (b"charset", b"utf-8"),
+            None,
+            None,
+            b"7bit",
+            11,
+            1,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            b"message",
+            b"rfc822",
+            None,
+            None,
+            None,
+            b"8bit",
+            464,
+            (
+                None,
+                b"inner",
+                ((None, None, b"x", b"y.z"),),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ),
+            (
+                (
+                    b"text",
+                    b"plain",
+                    (b"charset", b"utf-8"),
+                    None,
+                    None,
+                    b"7bit",
+                    12,
+                    1,
+                    None,
+                    None,
+                    None,
+                    None,
+                ),
+                (
+                    b"text",
+                    b"html",
+                    (b"charset", b"utf-8"),
+                    None,
+                    None,
+                    b"7bit",
+                    14,
+                    1,
+                    None,
+                    None,
+                    None,
+                    None,
+                ),
+                b"alternative",
+                (b"boundary", b"inner-b"),
+                None,
+                None,
+                None,
+            ),
+            20,
+            None,
+            (b"attachment", None),
+            None,
+            None,
+        ),
+        (
+            b"image",
+            b"png",
+            None,
+            b"<img1@x>",
+            None,
+            b"base64",
+            58,
+            None,
+            (b"inline", (b"filename", b"p.png")),
+            None,
+            None,
+        ),
+        b"mixed",
+        (b"boundary", b"outer"),
+        None,
+        None,
+        None,
     )
-)  # fmt: skip
+)
 
 SINGLE = BodyData.create(
     (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 6, 1, None, None, None, None)
@@ -70,9 +205,11 @@ def test_alternative_fetches_both_text_and_html_with_their_mime_headers() -> Non
     assert root.multipart and root.subtype == "alternative"
     assert [c.content_type for c in root.children] == ["text/plain", "text/html"]
     assert partial.text_sections(root) == (
-        Section("1.MIME"), Section("1", partial=True),
-        Section("2.MIME"), Section("2", partial=True),
-    )  # fmt: skip
+        Section("1.MIME"),
+        Section("1", partial=True),
+        Section("2.MIME"),
+        Section("2", partial=True),
+    )
 
 
 def test_a_single_part_mail_fetches_the_start_of_its_text_only() -> None:
@@ -97,11 +234,14 @@ def test_a_forwarded_message_is_opened_and_the_picture_left_alone() -> None:
     assert forwarded.body is not None and forwarded.body.subtype == "alternative"
     assert [c.section for c in forwarded.body.children] == ["2.1", "2.2"]
     assert partial.text_sections(root) == (
-        Section("1.MIME"), Section("1", partial=True),
+        Section("1.MIME"),
+        Section("1", partial=True),
         Section("2.HEADER"),
-        Section("2.1.MIME"), Section("2.1", partial=True),
-        Section("2.2.MIME"), Section("2.2", partial=True),
-    )  # fmt: skip
+        Section("2.1.MIME"),
+        Section("2.1", partial=True),
+        Section("2.2.MIME"),
+        Section("2.2", partial=True),
+    )
     assert partial.has_attachment(root)  # the named PNG counts, as in Mail.has_attachment
 
 
@@ -125,9 +265,14 @@ def test_rebuilt_message_reads_like_the_original() -> None:
     message = mail.message
     assert message.get_content_type() == "multipart/mixed"
     assert [p.get_content_type() for p in message.walk()] == [
-        "multipart/mixed", "text/plain", "message/rfc822", "multipart/alternative",
-        "text/plain", "text/html", "image/png",
-    ]  # fmt: skip
+        "multipart/mixed",
+        "text/plain",
+        "message/rfc822",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "image/png",
+    ]
     assert body_text(message) == "see below"
     picture = message.get_payload()[2]
     assert picture["Content-ID"] == "<img1@x>" and picture.get_filename() == "p.png"
@@ -168,12 +313,26 @@ def test_strange_structures_raise_structure_error(bad: object) -> None:
 def test_header_values_from_the_server_cannot_inject_lines() -> None:
     evil = BodyData.create(
         (
-            (b"application", b"pdf", (b"name", b'a"\r\nBcc: x@evil'), None, None, b"base64", 5,
-             None, None, None),
+            (
+                b"application",
+                b"pdf",
+                (b"name", b'a"\r\nBcc: x@evil'),
+                None,
+                None,
+                b"base64",
+                5,
+                None,
+                None,
+                None,
+            ),
             (b"text", b"plain", None, None, None, b"7bit", 1, 1, None, None, None, None),
-            b"mixed", (b"boundary", b"o"), None, None, None,
+            b"mixed",
+            (b"boundary", b"o"),
+            None,
+            None,
+            None,
         )
-    )  # fmt: skip
+    )
     raw = partial.rebuild(HEADER, partial.parse_bodystructure(evil), {})
     assert b"\r\nBcc:" not in raw
     assert Mail(raw).message.get_payload()[0].get_param("name") == 'a"  Bcc: x@evil'
@@ -190,12 +349,36 @@ def test_at_most_max_text_parts_are_fetched() -> None:
 
 #: A mail that is a message/rfc822 as a whole (ticket systems, some "forward as attachment").
 WHOLE_MESSAGE = BodyData.create(
-    (b"message", b"rfc822", None, None, None, b"7bit", 120,
-     (None, b"inner", None, None, None, None, None, None, None, None),
-     (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 10, 1, None, None, None,
-      None),
-     4, None, None, None, None)
-)  # fmt: skip
+    (
+        b"message",
+        b"rfc822",
+        None,
+        None,
+        None,
+        b"7bit",
+        120,
+        (None, b"inner", None, None, None, None, None, None, None, None),
+        (
+            b"text",
+            b"plain",
+            (b"charset", b"utf-8"),
+            None,
+            None,
+            b"7bit",
+            10,
+            1,
+            None,
+            None,
+            None,
+            None,
+        ),
+        4,
+        None,
+        None,
+        None,
+        None,
+    )
+)
 
 
 def test_a_mail_that_is_a_message_rfc822_is_fetched_by_part_1() -> None:
@@ -222,8 +405,19 @@ def test_a_part_whose_type_the_server_could_not_read_is_plain_text() -> None:
 
 def test_the_first_fragment_of_a_split_message_is_fetched() -> None:
     fragment = BodyData.create(
-        (b"message", b"partial", (b"id", b"x@y", b"number", b"1", b"total", b"2"), None, None,
-         b"7bit", 300, None, None, None, None)
-    )  # fmt: skip
+        (
+            b"message",
+            b"partial",
+            (b"id", b"x@y", b"number", b"1", b"total", b"2"),
+            None,
+            None,
+            b"7bit",
+            300,
+            None,
+            None,
+            None,
+            None,
+        )
+    )
     root = partial.parse_bodystructure(fragment)
     assert partial.text_sections(root) == (Section("TEXT", partial=True),)

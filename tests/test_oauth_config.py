@@ -40,7 +40,9 @@ smtp:
 
 
 def test_microsoft_defaults_for_a_personal_account(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         imap:
           host: outlook.office365.com
           username: me@outlook.com
@@ -52,7 +54,8 @@ def test_microsoft_defaults_for_a_personal_account(tmp_path: Path) -> None:
           auth: oauth2
           from: me@outlook.com
         state: /var/lib/forwarder/state.db
-    """)  # fmt: skip
+    """,
+    )
     s = config.imap.oauth2
     assert s is not None and config.smtp.oauth2 is s
     assert s.token_url == "https://login.microsoftonline.com/consumers/oauth2/v2.0/token"
@@ -63,15 +66,18 @@ def test_microsoft_defaults_for_a_personal_account(tmp_path: Path) -> None:
     assert config.imap.password.reveal() == ""
 
 
-@pytest.mark.parametrize(("username", "tenant"), [("me@contoso.com", "common"),
-                                                  ("me@hotmail.co.uk", "consumers"),
-                                                  ("me@live.com", "consumers")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("username", "tenant"),
+    [("me@contoso.com", "common"), ("me@hotmail.co.uk", "consumers"), ("me@live.com", "consumers")],
+)
 def test_microsoft_tenant_follows_the_account(username: str, tenant: str) -> None:
     assert profiles.microsoft_tenant(username) == tenant
 
 
 def test_a_tenant_and_every_endpoint_can_be_given(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         imap:
           host: outlook.office365.com
           username: me@contoso.com
@@ -81,7 +87,9 @@ def test_a_tenant_and_every_endpoint_can_be_given(tmp_path: Path) -> None:
             client_id: app-id
             tenant: contoso.onmicrosoft.com
             authorization_url: http://127.0.0.1:8080/authorize
-    """, SMTP)  # fmt: skip
+    """,
+        SMTP,
+    )
     s = config.imap.oauth2
     assert s.token_url.startswith("https://login.microsoftonline.com/contoso.onmicrosoft.com/")
     assert s.authorization_url == "http://127.0.0.1:8080/authorize"
@@ -89,24 +97,33 @@ def test_a_tenant_and_every_endpoint_can_be_given(tmp_path: Path) -> None:
 
 
 def test_google_defaults(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         imap:
           host: imap.gmail.com
           username: me@gmail.com
           auth: oauth2
           oauth2: {provider: google, client_id: x.apps.googleusercontent.com,
                    client_secret: GOCSPX-abc, mechanism: oauthbearer}
-    """, SMTP)  # fmt: skip
+    """,
+        SMTP,
+    )
     s = config.imap.oauth2
-    assert (s.flow, s.scopes, s.mechanism) == ("loopback", ("https://mail.google.com/",),
-                                               "oauthbearer")  # fmt: skip
+    assert (s.flow, s.scopes, s.mechanism) == (
+        "loopback",
+        ("https://mail.google.com/",),
+        "oauthbearer",
+    )
     assert s.token_url == "https://oauth2.googleapis.com/token"
     assert dict(s.authorize_params) == {"access_type": "offline", "prompt": "consent"}
     assert "GOCSPX" not in repr(config)
 
 
 def test_token_command_as_a_shell_line_or_a_list(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         imap:
           host: imap.example.com
           username: me@example.com
@@ -118,7 +135,8 @@ def test_token_command_as_a_shell_line_or_a_list(tmp_path: Path) -> None:
           from: me@example.com
           auth: oauth2
           oauth2: {token_command: [/usr/bin/get-token, --smtp]}
-    """)  # fmt: skip
+    """,
+    )
     assert config.imap.oauth2.token_command == ("/bin/sh", "-c", "oama access me@example.com")
     assert config.imap.oauth2.timeout == 10
     assert config.smtp.oauth2.token_command == ("/usr/bin/get-token", "--smtp")
@@ -126,7 +144,9 @@ def test_token_command_as_a_shell_line_or_a_list(tmp_path: Path) -> None:
 
 
 def test_every_mistake_has_its_line(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         imap:
           host: imap.gmail.com
           username: me@gmail.com
@@ -142,7 +162,8 @@ def test_every_mistake_has_its_line(tmp_path: Path) -> None:
           username: other@gmail.com
           auth: oauth2
           from: me@gmail.com
-    """)  # fmt: skip
+    """,
+    )
     assert found == [
         "5: imap.password is not used with imap.auth: oauth2",
         "7: imap.oauth2.client_id is required (the client (application) id of your app "
@@ -159,7 +180,9 @@ def test_every_mistake_has_its_line(tmp_path: Path) -> None:
 
 
 def test_profile_rules_and_missing_pieces(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         imap:
           host: outlook.office365.com
           username: me@outlook.com
@@ -177,7 +200,8 @@ def test_profile_rules_and_missing_pieces(tmp_path: Path) -> None:
             provider: custom
             client_id: app
             mechanism: oauthbearer
-    """)  # fmt: skip
+    """,
+    )
     assert found == [
         "8: imap.oauth2: Microsoft accepts only XOAUTH2 on IMAP, not OAUTHBEARER: use "
         "mechanism: xoauth2",
@@ -192,7 +216,9 @@ def test_profile_rules_and_missing_pieces(tmp_path: Path) -> None:
 
 
 def test_oauth2_pieces_in_the_wrong_place(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         imap:
           host: imap.example.com
           username: me@example.com
@@ -205,7 +231,8 @@ def test_oauth2_pieces_in_the_wrong_place(tmp_path: Path) -> None:
           auth: oauth2
         other:
           auth: oauth2
-    """)  # fmt: skip
+    """,
+    )
     assert found[:3] == [
         "5: imap.auth must be one of password, oauth2, not 'oauth3'",
         "6: imap.oauth2 is only used with imap.auth: oauth2",
@@ -214,7 +241,9 @@ def test_oauth2_pieces_in_the_wrong_place(tmp_path: Path) -> None:
 
 
 def test_token_command_excludes_the_provider_settings(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         imap:
           host: imap.example.com
           username: me@example.com
@@ -222,7 +251,9 @@ def test_token_command_excludes_the_provider_settings(tmp_path: Path) -> None:
           oauth2:
             token_command: ""
             provider: microsoft
-    """, SMTP)  # fmt: skip
+    """,
+        SMTP,
+    )
     assert found == [
         "6: imap.oauth2.token_command is empty",
         "7: imap.oauth2.provider is not used with imap.oauth2.token_command",
@@ -230,12 +261,16 @@ def test_token_command_excludes_the_provider_settings(tmp_path: Path) -> None:
 
 
 def test_auth_oauth2_without_a_section(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         imap:
           host: imap.example.com
           username: me@example.com
           auth: oauth2
-    """, SMTP)  # fmt: skip
+    """,
+        SMTP,
+    )
     assert found == [
         "4: imap.auth: oauth2 needs an imap.oauth2: section (provider: microsoft, google or custom)"
     ]
@@ -250,8 +285,10 @@ def test_the_readme_outlook_example_passes_check(tmp_path: Path) -> None:
     config.write_text(textwrap.dedent(block) + f"state: {tmp_path / 'state.db'}\n")
     result = subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "check", "--config", str(config)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1] == (
         f"note: OAuth2 account default (me@outlook.com) is not signed in yet: run "
@@ -263,7 +300,9 @@ def test_the_readme_outlook_example_passes_check(tmp_path: Path) -> None:
 
 
 def test_each_account_has_its_own_sign_in_and_smtp_shares_the_one_it_names(tmp_path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         accounts:
           - name: home
             host: imap.example.com
@@ -281,7 +320,8 @@ def test_each_account_has_its_own_sign_in_and_smtp_shares_the_one_it_names(tmp_p
           auth: oauth2
           from: me@contoso.com
         state: /var/lib/forwarder/state.db
-    """)  # fmt: skip
+    """,
+    )
     home, work = config.accounts
     assert home.oauth2 is None and work.oauth2 is not None
     assert work.oauth2.account == "work"
@@ -292,7 +332,9 @@ def test_each_account_has_its_own_sign_in_and_smtp_shares_the_one_it_names(tmp_p
 
 
 def test_an_account_oauth2_mistake_names_the_account(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         accounts:
           - name: work
             host: outlook.office365.com
@@ -300,7 +342,9 @@ def test_an_account_oauth2_mistake_names_the_account(tmp_path: Path) -> None:
             auth: oauth2
             password: x
             oauth2: {provider: microsoft, client_id: app-id, mechanism: oauthbearer}
-    """, SMTP)  # fmt: skip
+    """,
+        SMTP,
+    )
     assert found == [
         "6: accounts[0].password is not used with accounts[0].auth: oauth2",
         "7: accounts[0].oauth2: Microsoft accepts only XOAUTH2 on IMAP, not OAUTHBEARER: use "

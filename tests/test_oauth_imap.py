@@ -41,8 +41,9 @@ def mailbox_config(tmp_path: Path, oauth_user, **oauth2) -> ImapConfig:
     """The ImapConfig `forwarder` builds for ``oauth_user`` (through a real config file)."""
     idp = oauth_user.idp
     nobody = SimpleNamespace(host="127.0.0.1", port=free_port())  # SMTP is not used here
-    path = write_oauth_config(tmp_path / "forwarder.yaml", oauth_user, nobody, idp,
-                              oauth2=oauth2_section(idp, **oauth2))  # fmt: skip
+    path = write_oauth_config(
+        tmp_path / "forwarder.yaml", oauth_user, nobody, idp, oauth2=oauth2_section(idp, **oauth2)
+    )
     return config_module.load(path).imap
 
 
@@ -81,8 +82,9 @@ def watch():
 
 
 # -- logging in ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("provider", "mechanism"), [("microsoft", "xoauth2"),
-                                                    ("custom", "oauthbearer")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("provider", "mechanism"), [("microsoft", "xoauth2"), ("custom", "oauthbearer")]
+)
 def test_logs_in_with_the_saved_token(tmp_path: Path, oauth_user, provider, mechanism) -> None:
     config = mailbox_config(tmp_path, oauth_user, provider=provider, mechanism=mechanism)
     assert config.oauth2 is not None and config.oauth2.mechanism == mechanism
@@ -170,8 +172,10 @@ def test_idle_ended_by_the_server_comes_back_with_a_fresh_token(
 def forwarder_status(config: Path) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "status", "--config", str(config), "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -180,8 +184,9 @@ def test_token_expired_mid_idle_reconnects_and_the_mail_meanwhile_is_forwarded_o
     tmp_path: Path, oauth_user, gateway
 ) -> None:
     idp, user, server = oauth_user.idp, oauth_user.user, oauth_user.server
-    config = write_oauth_config(tmp_path / "forwarder.yaml", oauth_user, gateway, idp,
-                                imap={"poll_interval": NO_POLL})  # fmt: skip
+    config = write_oauth_config(
+        tmp_path / "forwarder.yaml", oauth_user, gateway, idp, imap={"poll_interval": NO_POLL}
+    )
     settings = imap_settings(config)
     seed_tokens(settings, idp, user)
     with DaemonProcess(config) as daemon:
@@ -230,18 +235,22 @@ def test_invalid_grant_stops_the_account_with_one_clear_error_until_login_and_re
     tmp_path: Path, oauth_user, gateway
 ) -> None:
     idp, user, server = oauth_user.idp, oauth_user.user, oauth_user.server
-    config = write_oauth_config(tmp_path / "forwarder.yaml", oauth_user, gateway, idp,
-                                imap={"poll_interval": NO_POLL})  # fmt: skip
+    config = write_oauth_config(
+        tmp_path / "forwarder.yaml", oauth_user, gateway, idp, imap={"poll_interval": NO_POLL}
+    )
     settings = imap_settings(config)
     seed_tokens(settings, idp, user)
     idp.revoke(user)
     login = f"forwarder login --config {config} --account default"
     with DaemonProcess(config) as daemon:
         wait_until(
-            lambda: daemon.config.with_name("state.db").exists()
-            and login in (forwarder_status(config)["last_poll_error"] or ""),
-            20, "the round to report the refused sign-in",
-        )  # fmt: skip
+            lambda: (
+                daemon.config.with_name("state.db").exists()
+                and login in (forwarder_status(config)["last_poll_error"] or "")
+            ),
+            20,
+            "the round to report the refused sign-in",
+        )
         assert len(idp.grants_of("refresh_token", user=user)) == 1  # asked once, then left alone
         status = forwarder_status(config)
         (entry,) = status["oauth2"]
@@ -263,9 +272,14 @@ def test_invalid_grant_stops_the_account_with_one_clear_error_until_login_and_re
 
 def test_password_logins_still_work_beside_oauth2(oauth_user) -> None:
     """The oauth2 Dovecot keeps the static passdb for LOGIN (the mail helpers use it)."""
-    config = ImapConfig(host=oauth_user.host, port=oauth_user.port, security="plain",
-                        username=oauth_user.user, password=Secret(oauth_user.password),
-                        timeout=5)  # fmt: skip
+    config = ImapConfig(
+        host=oauth_user.host,
+        port=oauth_user.port,
+        security="plain",
+        username=oauth_user.user,
+        password=Secret(oauth_user.password),
+        timeout=5,
+    )
     with Mailbox(config) as mailbox:
         assert mailbox.credentials is None
         mailbox.select("INBOX")

@@ -34,8 +34,10 @@ class Login:
     def __init__(self, config: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "forwarder.cli", "login", "--config", str(config), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -124,8 +126,9 @@ def test_device_flow_then_the_saved_tokens_log_in(tmp_path: Path, oauth_user, lo
 def test_loopback_flow_with_pkce_for_google(tmp_path: Path, idp, logins) -> None:
     user = "someone@gmail.com"
     mailbox = SimpleNamespace(host="127.0.0.1", port=993, user=user, password="unused")
-    section = oauth2_section(idp, provider="google", client_id=CONFIDENTIAL_CLIENT,
-                             client_secret=CONFIDENTIAL_SECRET)  # fmt: skip
+    section = oauth2_section(
+        idp, provider="google", client_id=CONFIDENTIAL_CLIENT, client_secret=CONFIDENTIAL_SECRET
+    )
     nobody = SimpleNamespace(host="127.0.0.1", port=free_port())
     config = write_oauth_config(tmp_path / "forwarder.yaml", mailbox, nobody, idp, oauth2=section)
     login = logins(config)
@@ -179,9 +182,20 @@ def test_login_names_the_accounts_it_knows(tmp_path: Path, idp) -> None:
     nobody = SimpleNamespace(host="127.0.0.1", port=free_port())
     config = write_oauth_config(tmp_path / "forwarder.yaml", mailbox, nobody, idp)
     result = subprocess.run(
-        [sys.executable, "-m", "forwarder.cli", "login", "--config", str(config),
-         "--account", "work"], capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "forwarder.cli",
+            "login",
+            "--config",
+            str(config),
+            "--account",
+            "work",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 64
     assert "has no OAuth2 account 'work' (accounts: default)" in result.stderr
     data = yaml.safe_load(config.read_text())

@@ -26,8 +26,9 @@ def smtp_oauth(idp) -> dict:
     return {"auth": "oauth2", "username": USER, "oauth2": oauth2_section(idp)}
 
 
-def test_an_sms_goes_out_after_auth_xoauth2(tmp_path: Path, gateway_factory, idp, clock,
-                                             daemons, caplog) -> None:  # fmt: skip
+def test_an_sms_goes_out_after_auth_xoauth2(
+    tmp_path: Path, gateway_factory, idp, clock, daemons, caplog
+) -> None:
     caplog.set_level(logging.DEBUG)
     gateway = oauth_gateway(gateway_factory, idp)
     daemon = start(daemons, tmp_path, gateway, clock, smtp=smtp_oauth(idp))
@@ -44,8 +45,9 @@ def test_an_sms_goes_out_after_auth_xoauth2(tmp_path: Path, gateway_factory, idp
     assert data["access_token"] not in our_log(caplog)
 
 
-def test_a_535_for_the_saved_token_refreshes_it_and_sends(tmp_path: Path, gateway_factory, idp,
-                                                          clock, daemons) -> None:  # fmt: skip
+def test_a_535_for_the_saved_token_refreshes_it_and_sends(
+    tmp_path: Path, gateway_factory, idp, clock, daemons
+) -> None:
     gateway = oauth_gateway(gateway_factory, idp)
     daemon = start(daemons, tmp_path, gateway, clock, smtp=smtp_oauth(idp))
     settings = daemon.config.smtp.oauth2
@@ -77,11 +79,13 @@ def test_a_revoked_sign_in_halts_sending_and_says_what_to_run(
     assert gateway.received == []
 
 
-def test_smtp_shares_the_imap_sign_in_when_it_has_no_oauth2_section(tmp_path: Path, gateway,
-                                                                    idp) -> None:  # fmt: skip
+def test_smtp_shares_the_imap_sign_in_when_it_has_no_oauth2_section(
+    tmp_path: Path, gateway, idp
+) -> None:
     mailbox = SimpleNamespace(host="127.0.0.1", port=993, user=USER, password="unused")
-    path = write_oauth_config(tmp_path / "forwarder.yaml", mailbox, gateway, idp,
-                              smtp={"auth": "oauth2"})  # fmt: skip
+    path = write_oauth_config(
+        tmp_path / "forwarder.yaml", mailbox, gateway, idp, smtp={"auth": "oauth2"}
+    )
     config = config_module.load(path)
     assert config.smtp.oauth2 is config.imap.oauth2 and config.smtp.username == USER
     assert config.imap.oauth2.scopes == (

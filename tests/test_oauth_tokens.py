@@ -184,15 +184,17 @@ def test_a_provider_down_is_temporary_and_then_works(tmp_path: Path, idp) -> Non
 
 
 def test_a_wrong_client_secret_is_refused_not_a_login(tmp_path: Path, idp) -> None:
-    settings = settings_for(tmp_path, idp, client_id=CONFIDENTIAL_CLIENT,
-                            client_secret=Secret("wrong"))  # fmt: skip
+    settings = settings_for(
+        tmp_path, idp, client_id=CONFIDENTIAL_CLIENT, client_secret=Secret("wrong")
+    )
     sign_in(settings, idp, access_ttl=1)
     with pytest.raises(TokenRefused) as caught:
         TokenSource(settings).access_token()
     assert not isinstance(caught.value, LoginRequired)
     assert "invalid_client" in str(caught.value) and "client_id" in str(caught.value)
-    good = settings_for(tmp_path, idp, client_id=CONFIDENTIAL_CLIENT,
-                        client_secret=Secret(CONFIDENTIAL_SECRET))  # fmt: skip
+    good = settings_for(
+        tmp_path, idp, client_id=CONFIDENTIAL_CLIENT, client_secret=Secret(CONFIDENTIAL_SECRET)
+    )
     assert TokenSource(good).access_token().fresh
     assert CONFIDENTIAL_SECRET not in repr(good)
 
@@ -226,8 +228,15 @@ def test_saved_as_root_the_file_belongs_to_the_state_directory_owner(tmp_path: P
 
 # -- token_command -------------------------------------------------------------------------------
 def command_source(tmp_path: Path, command: tuple[str, ...], timeout: float = 5) -> TokenSource:
-    settings = settings_for(tmp_path, None, provider=None, client_id="", token_url="",
-                            token_command=command, timeout=timeout)  # fmt: skip
+    settings = settings_for(
+        tmp_path,
+        None,
+        provider=None,
+        client_id="",
+        token_url="",
+        token_command=command,
+        timeout=timeout,
+    )
     return tokens.source_for(settings)
 
 

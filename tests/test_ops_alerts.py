@@ -22,9 +22,15 @@ def run(outcomes, *, after: float = 1800, enabled: bool = True):
     state, texts = ImapOutage(), []
     for offset, trouble in outcomes:
         state, alert = observe(
-            state, ok=trouble is None, now=T0 + offset, host=HOST, trouble=trouble,
-            after=after, enabled=enabled, tz=KYIV,
-        )  # fmt: skip
+            state,
+            ok=trouble is None,
+            now=T0 + offset,
+            host=HOST,
+            trouble=trouble,
+            after=after,
+            enabled=enabled,
+            tz=KYIV,
+        )
         if alert is not None:
             texts.append((offset, alert.text, alert.recovered))
     return state, texts
@@ -87,9 +93,12 @@ def test_a_restart_in_the_middle_neither_forgets_nor_repeats() -> None:
     )
     assert alert is not None and not alert.recovered  # the outage's start was remembered
     state, alert = observe(
-        ImapOutage.from_json(state.to_json()), ok=False, now=T0 + 3600, host=HOST,
+        ImapOutage.from_json(state.to_json()),
+        ok=False,
+        now=T0 + 3600,
+        host=HOST,
         trouble=Trouble.AUTH,
-    )  # fmt: skip
+    )
     assert alert is None  # told already, before the restart
     state, alert = observe(ImapOutage.from_json(state.to_json()), ok=True, now=T0 + 4000, host=HOST)
     assert alert is not None and alert.recovered
@@ -112,9 +121,12 @@ def test_failures_are_sorted_by_what_the_owner_must_do() -> None:
 def test_times_are_local_by_default() -> None:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()
     _, alert = observe(
-        ImapOutage(since=now - 3600, trouble=Trouble.AUTH), ok=False, now=now, host=HOST,
+        ImapOutage(since=now - 3600, trouble=Trouble.AUTH),
+        ok=False,
+        now=now,
+        host=HOST,
         trouble=Trouble.AUTH,
-    )  # fmt: skip
+    )
     local = datetime.fromtimestamp(now - 3600).astimezone()
     assert alert is not None and f"since {local:%H:%M}" in alert.text
 
@@ -122,9 +134,23 @@ def test_times_are_local_by_default() -> None:
 def test_a_lost_oauth2_sign_in_says_which_login_to_run() -> None:
     from forwarder.ops.alerts import ImapOutage, Trouble, observe
 
-    outage, _ = observe(ImapOutage(), ok=False, now=1000.0, host="outlook.office365.com",
-                        trouble=Trouble.LOGIN, after=60, account="work")  # fmt: skip
-    _, alert = observe(outage, ok=False, now=1100.0, host="outlook.office365.com",
-                       trouble=Trouble.LOGIN, after=60, account="work")  # fmt: skip
+    outage, _ = observe(
+        ImapOutage(),
+        ok=False,
+        now=1000.0,
+        host="outlook.office365.com",
+        trouble=Trouble.LOGIN,
+        after=60,
+        account="work",
+    )
+    _, alert = observe(
+        outage,
+        ok=False,
+        now=1100.0,
+        host="outlook.office365.com",
+        trouble=Trouble.LOGIN,
+        after=60,
+        account="work",
+    )
     assert alert is not None
     assert "run forwarder login --account work" in alert.text

@@ -184,8 +184,10 @@ def test_forwarder_check_prints_the_warning_and_still_passes(tmp_path: Path) -> 
     path.chmod(0o604)
     result = subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "check", "--config", str(path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert f"warning: {path}:" in result.stderr
     assert f"which every user can read (mode 0604): run  chmod 600 {path}" in result.stderr
@@ -195,8 +197,10 @@ def test_forwarder_check_prints_the_warning_and_still_passes(tmp_path: Path) -> 
 def test_the_log_format_flag_is_in_the_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "forwarder.cli", "run", "--help"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "--log-format {plain,json}" in result.stdout
 
 

@@ -37,15 +37,32 @@ def record(message: str, *args, level=logging.INFO, exc_info=None, **extra) -> l
 def test_a_json_line_has_the_fields_and_only_those() -> None:
     line = JsonFormatter().format(
         record(
-            "mail %s: %s", "INBOX/42", "forward",
-            message_id="<a@b>", rule="urgent", folder="INBOX", uid=42, sms_id=7,
-            body="the whole mail text", subject="private", password=SECRET,
+            "mail %s: %s",
+            "INBOX/42",
+            "forward",
+            message_id="<a@b>",
+            rule="urgent",
+            folder="INBOX",
+            uid=42,
+            sms_id=7,
+            body="the whole mail text",
+            subject="private",
+            password=SECRET,
         )
-    )  # fmt: skip
+    )
     assert "\n" not in line
     entry = json.loads(line)
-    assert set(entry) == {"time", "level", "logger", "message", "message_id", "rule", "folder",
-                          "uid", "sms_id"}  # fmt: skip
+    assert set(entry) == {
+        "time",
+        "level",
+        "logger",
+        "message",
+        "message_id",
+        "rule",
+        "folder",
+        "uid",
+        "sms_id",
+    }
     assert entry["level"] == "INFO" and entry["logger"] == "forwarder.daemon"
     assert entry["message"] == "mail INBOX/42: forward"
     assert entry["uid"] == 42 and entry["sms_id"] == 7  # numbers stay numbers
@@ -65,9 +82,15 @@ def test_secrets_are_masked_in_the_message_the_fields_and_the_traceback() -> Non
     except RuntimeError:
         exc_info = sys.exc_info()
     line = JsonFormatter(scrub).format(
-        record("login %s failed", SECRET, level=logging.ERROR, exc_info=exc_info,
-               message_id=f"<{SECRET}@x>", rule="api-key-XYZ")
-    )  # fmt: skip
+        record(
+            "login %s failed",
+            SECRET,
+            level=logging.ERROR,
+            exc_info=exc_info,
+            message_id=f"<{SECRET}@x>",
+            rule="api-key-XYZ",
+        )
+    )
     entry = json.loads(line)
     assert SECRET not in line and "api-key-XYZ" not in line
     assert entry["message"] == "login *** failed"
@@ -175,10 +198,20 @@ def test_the_log_format_flag_overrides_the_config_and_warnings_come_as_json(
     )
     path.chmod(0o644)
     result = subprocess.run(
-        [sys.executable, "-m", "forwarder.cli", "run", "--config", str(path),
-         "--log-format", "json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "forwarder.cli",
+            "run",
+            "--config",
+            str(path),
+            "--log-format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 75, result.stderr
     entries = _json_lines(result.stderr)
     levels = [e["level"] for e in entries]

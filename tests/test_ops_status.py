@@ -36,8 +36,15 @@ def test_a_long_line_is_cut() -> None:
 
 def test_ago_rounds_down_like_a_clock() -> None:
     assert [ago(s) for s in (-3, 0, 59.9, 60, 3599, 3600, 86399, 86400 * 3)] == [
-        "0 s", "0 s", "59 s", "1 min", "59 min", "1 h", "23 h", "3 d",
-    ]  # fmt: skip
+        "0 s",
+        "0 s",
+        "59 s",
+        "1 min",
+        "59 min",
+        "1 h",
+        "23 h",
+        "3 d",
+    ]
 
 
 def test_ready_waits_for_every_folder_without_a_checkpoint() -> None:

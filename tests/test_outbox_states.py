@@ -48,9 +48,12 @@ def _row_in(store: Store, state: State) -> int:
     uid = next(_uids)
     new = outbox_item(uid)
     store.record_batch(
-        "INBOX", 7, [LedgerEntry(uid, new.source_message_id, "forward", "r", "")], [new],
+        "INBOX",
+        7,
+        [LedgerEntry(uid, new.source_message_id, "forward", "r", "")],
+        [new],
         advance_to=None,
-    )  # fmt: skip
+    )
     row_id = next(r.id for r in store.recent(1000) if r.message_id == new.message_id)
     for step in _path_to(state)[1:]:
         MOVE[step](store, row_id)

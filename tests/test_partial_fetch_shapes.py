@@ -43,9 +43,13 @@ SHAPES = {
 def test_fetched_part_by_part_it_reads_as_the_whole_mail(imap_user, raw: bytes) -> None:
     uid = imap_user.server.append(imap_user.user, "INBOX", raw)
     config = ImapConfig(
-        host=imap_user.host, port=imap_user.port, security="plain", username=imap_user.user,
-        password=Secret(imap_user.password), timeout=5,
-    )  # fmt: skip
+        host=imap_user.host,
+        port=imap_user.port,
+        security="plain",
+        username=imap_user.user,
+        password=Secret(imap_user.password),
+        timeout=5,
+    )
     with Mailbox(config) as mailbox:
         state = mailbox.select("INBOX")
         (mail,) = mailbox.fetch([uid], "INBOX", state.uidvalidity)

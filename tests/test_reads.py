@@ -127,9 +127,16 @@ RULE_MAILS = [
 def test_rules_decide_the_same_on_the_fields_they_read(fields: dict) -> None:
     ruleset = compiled(RULES)
     assert ruleset.reads.header_fields == {
-        "from", "to", "cc", "reply-to", "x-priority", 'x-weird"name(1)', "auto-submitted",
-        "subject", "list-id",
-    }  # fmt: skip
+        "from",
+        "to",
+        "cc",
+        "reply-to",
+        "x-priority",
+        'x-weird"name(1)',
+        "auto-submitted",
+        "subject",
+        "list-id",
+    }
     assert not ruleset.reads.structure and not ruleset.reads.body
     assert_same_decision(ruleset, make_mail(**fields))
 

@@ -119,9 +119,14 @@ def test_a_copy_is_never_forwarded_whatever_the_rules_and_guards_say(
 ) -> None:
     simulator = gateway_factory(local=to_inbox(account))
     config = make_config(
-        tmp_path, simulator, imap=account, default="forward", guards={"own_mail": False},
-        rules=[], delivery={"receipts": "copy", "receipt_folder": "Receipts"},
-    )  # fmt: skip
+        tmp_path,
+        simulator,
+        imap=account,
+        default="forward",
+        guards={"own_mail": False},
+        rules=[],
+        delivery={"receipts": "copy", "receipt_folder": "Receipts"},
+    )
     daemon = make_daemon(config, clock)
     daemons.append(daemon)
     daemon.intake.poll()
@@ -149,9 +154,13 @@ def test_a_copy_in_a_secret_mode_leaves_its_secret_in_no_log_and_no_state(
     recipients): it reaches the user's own mailbox, and nothing of forwarder's."""
     simulator = gateway_factory(tls="starttls", local=to_inbox(account))
     config = make_config(
-        tmp_path, simulator, imap=account, gateway=MODES[letter], log_level="DEBUG",
+        tmp_path,
+        simulator,
+        imap=account,
+        gateway=MODES[letter],
+        log_level="DEBUG",
         delivery={"receipts": "copy"},
-    )  # fmt: skip
+    )
     daemon = make_daemon(config, clock)
     daemons.append(daemon)
     daemon.intake.poll()
@@ -383,10 +392,12 @@ def _v2_with_a_doubt(path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("make", "version", "message_id"),
-    [(_v1_with_a_doubt, "1", "<fwd.v1@forwarder.invalid>"),
-     (_v2_with_a_doubt, "2", "<fwd.2@forwarder.invalid>")],
+    [
+        (_v1_with_a_doubt, "1", "<fwd.v1@forwarder.invalid>"),
+        (_v2_with_a_doubt, "2", "<fwd.2@forwarder.invalid>"),
+    ],
     ids=["schema-1", "schema-2"],
-)  # fmt: skip
+)
 def test_an_older_state_file_is_migrated_and_its_doubt_settled(
     tmp_path: Path, gateway, clock, daemons, make, version: str, message_id: str
 ) -> None:
@@ -418,8 +429,14 @@ def test_an_older_state_file_is_migrated_and_its_doubt_settled(
 # -- the pure policy ------------------------------------------------------------------------------
 def test_doubt_rulings() -> None:
     def ruling(**kw):
-        args = {"proof": "copy", "receipt": False, "began_at": 0.0, "now": 10.0, "wait": 120.0,
-                "on_doubt": "resend"} | kw  # fmt: skip
+        args = {
+            "proof": "copy",
+            "receipt": False,
+            "began_at": 0.0,
+            "now": 10.0,
+            "wait": 120.0,
+            "on_doubt": "resend",
+        } | kw
         return doubt_ruling(**args).action
 
     assert ruling(receipt=True) is DoubtAction.CONFIRMED

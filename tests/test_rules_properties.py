@@ -154,13 +154,26 @@ def test_a_match_mapping_means_all_of_its_keys(
 
 # -- the address prefilter is only an optimisation -------------------------------------------
 names = st.sampled_from(
-    ["", "Bank", '"Smith, John"', '"John" Smith', "=?utf-8?b?0J/RgNC40LLQsNGC?=", "J.R. Doe",
-     '"a\\"b"']
-)  # fmt: skip
+    [
+        "",
+        "Bank",
+        '"Smith, John"',
+        '"John" Smith',
+        "=?utf-8?b?0J/RgNC40LLQsNGC?=",
+        "J.R. Doe",
+        '"a\\"b"',
+    ]
+)
 addresses = st.sampled_from(
-    ["alerts@bank.com.ua", "a . b@bank.com.ua", "john @ x.org", '"odd one"@x.org', "c@d",
-     "alerts(note)@bank.com.ua"]
-)  # fmt: skip
+    [
+        "alerts@bank.com.ua",
+        "a . b@bank.com.ua",
+        "john @ x.org",
+        '"odd one"@x.org',
+        "c@d",
+        "alerts(note)@bank.com.ua",
+    ]
+)
 extras = st.sampled_from(["", " (comment)", "\r\n "])
 
 
@@ -199,8 +212,26 @@ def test_the_address_prefilter_agrees_with_parsing(header: str, pattern: str) ->
 
 
 # -- bad input never raises ---------------------------------------------------------------------
-KEYS = ["name", "match", "action", "from", "subject", "all", "any", "not", "header", "size",
-        "time", "days", "quiet", "then", "regex", "contains", "delay", "x"]  # fmt: skip
+KEYS = [
+    "name",
+    "match",
+    "action",
+    "from",
+    "subject",
+    "all",
+    "any",
+    "not",
+    "header",
+    "size",
+    "time",
+    "days",
+    "quiet",
+    "then",
+    "regex",
+    "contains",
+    "delay",
+    "x",
+]
 scalars = st.one_of(
     st.none(),
     st.booleans(),

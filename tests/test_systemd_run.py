@@ -52,9 +52,11 @@ def test_ready_comes_after_every_folder_was_looked_at_and_mail_after_it_is_forwa
 ) -> None:
     imap_user.server.create_folder(imap_user.user, "Alerts")
     config = write_config(
-        tmp_path / "forwarder.yaml", imap_user, gateway,
+        tmp_path / "forwarder.yaml",
+        imap_user,
+        gateway,
         imap={"folders": ["INBOX", "Alerts"], "poll_interval": 300},
-    )  # fmt: skip
+    )
     with DaemonProcess(config, env=notify.env) as daemon:
         ready, before = until(notify, lambda m: m.get("READY") == "1")
         state = tmp_path / "state.db"
@@ -81,15 +83,22 @@ def test_watchdog_pings_while_it_works_and_stop_when_a_round_hangs(
     server = dovecot_factory()
     user = imap_user.user
     account = type(imap_user)(
-        host=server.host, port=server.port, tls_port=server.tls_port, user=user,
-        password=server.password, ca_file=server.ca_file, server=server,
-    )  # fmt: skip
+        host=server.host,
+        port=server.port,
+        tls_port=server.tls_port,
+        user=user,
+        password=server.password,
+        ca_file=server.ca_file,
+        server=server,
+    )
     config = write_config(
-        tmp_path / "forwarder.yaml", account, gateway,
+        tmp_path / "forwarder.yaml",
+        account,
+        gateway,
         # A round blocked on a frozen server for up to 60 s, where 2 s is the bound.
         imap={"poll_interval": 1, "timeout": 60, "idle": False},
         watchdog={"round_timeout": 2},
-    )  # fmt: skip
+    )
     env = {**notify.env, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
     with DaemonProcess(config, env=env) as daemon:
         until(notify, lambda m: m.get("READY") == "1")
@@ -121,13 +130,21 @@ def test_the_owner_gets_one_sms_when_imap_is_down_and_one_when_it_works_again(
 ) -> None:
     server = dovecot_factory()
     account = type(imap_user)(
-        host=server.host, port=server.port, tls_port=server.tls_port, user=imap_user.user,
-        password=server.password, ca_file=server.ca_file, server=server,
-    )  # fmt: skip
+        host=server.host,
+        port=server.port,
+        tls_port=server.tls_port,
+        user=imap_user.user,
+        password=server.password,
+        ca_file=server.ca_file,
+        server=server,
+    )
     config = write_config(
-        tmp_path / "forwarder.yaml", account, gateway,
-        imap={"poll_interval": 1, "idle": False}, alerts={"imap_down_after": "2s"},
-    )  # fmt: skip
+        tmp_path / "forwarder.yaml",
+        account,
+        gateway,
+        imap={"poll_interval": 1, "idle": False},
+        alerts={"imap_down_after": "2s"},
+    )
     with DaemonProcess(config) as daemon:
         daemon.wait_for_checkpoint()
         server.stop()

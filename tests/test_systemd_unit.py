@@ -44,8 +44,10 @@ def test_secrets_reach_the_service_only_as_credentials() -> None:
 def test_the_exposure_is_at_most_1_1() -> None:
     result = subprocess.run(
         [ANALYZE, "security", "--offline=true", "--no-pager", str(UNIT)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for forwarder\.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= EXPOSURE_LIMIT, result.stdout

@@ -193,17 +193,23 @@ RU = "Добрый день! Встреча завтра в десять, не �
         (UK.encode("koi8-u"), None, UK),
         (RU.encode("cp866"), None, RU),
         ("Réunion à 10h, café compris".encode("cp1252"), None, "Réunion à 10h, café compris"),
-        ("これは日本語のテキストです。長い文章".encode("shift_jis"), None,
-         "これは日本語のテキストです。長い文章"),
+        (
+            "これは日本語のテキストです。長い文章".encode("shift_jis"),
+            None,
+            "これは日本語のテキストです。長い文章",
+        ),
         # UTF-8 with one stray windows-1251 word pasted in.
-        ("Привіт, ".encode() + "світ".encode("windows-1251") + " і всім іншим".encode(), None,
-         "Привіт, світ і всім іншим"),
+        (
+            "Привіт, ".encode() + "світ".encode("windows-1251") + " і всім іншим".encode(),
+            None,
+            "Привіт, світ і всім іншим",
+        ),
         # A byte-order mark.
         (b"\xef\xbb\xbf" + UK.encode(), "windows-1251", UK),
         (b"plain ascii", "koi8-r", "plain ascii"),
         (b"", "utf-8", ""),
     ],
-)  # fmt: skip
+)
 def test_decode_bytes(data: bytes, label: str | None, expected: str) -> None:
     assert mime.decode_bytes(data, label) == expected
 

@@ -189,7 +189,7 @@ class Section:
             return False, default
         return True, self.node[key]
 
-    def str(
+    def text(
         self,
         key: str,
         default: Any = REQUIRED,
@@ -217,7 +217,7 @@ class Section:
             return None if default is REQUIRED else default
         return value
 
-    def int(
+    def integer(
         self,
         key: str,
         default: Any = REQUIRED,
@@ -241,7 +241,7 @@ class Section:
         # into the running config (socket calls, for one, refuse int subclasses).
         return int(value)
 
-    def bool(self, key: str, default: Any = REQUIRED) -> Any:
+    def boolean(self, key: str, default: Any = REQUIRED) -> Any:
         present, value = self._value(key, default, "true or false")
         if not present:
             return bool(default) if default is not REQUIRED else False
@@ -331,8 +331,8 @@ class Section:
     def secret(self, key: str, *, required: bool, what: str = "a password") -> Secret | None:
         """``key`` inline (may use ${VAR}) or ``key_file`` (e.g. a systemd credential)."""
         file_key = f"{key}_file"
-        inline = self.str(key, None, what=what)
-        path = self.str(file_key, None, what="a file path")
+        inline = self.text(key, None, what=what)
+        path = self.text(file_key, None, what="a file path")
         if inline is not None and path is not None:
             self.error(file_key, f"give {self.name(key)} or {self.name(file_key)}, not both")
             return Secret(inline)

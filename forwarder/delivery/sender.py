@@ -285,17 +285,27 @@ class Sender:
                 if 400 <= exc.smtp_code < 500:
                     raise  # temporary (RFC 4954 §6: 454): classify() retries it
                 source.invalidate(token)
-                said = exc.smtp_error.decode("utf-8", "replace") if isinstance(
-                    exc.smtp_error, bytes) else str(exc.smtp_error)  # fmt: skip
+                said = (
+                    exc.smtp_error.decode("utf-8", "replace")
+                    if isinstance(exc.smtp_error, bytes)
+                    else str(exc.smtp_error)
+                )
                 if token.fresh:
                     raise DeliveryError(
                         f"SMTP login refused the OAuth2 token for {user!r} ({exc.smtp_code} "
                         f"{said}): is SMTP AUTH allowed for this mailbox, and is it the account "
                         f"you signed in as? ({settings.login_command})",
-                        transient=False, code=exc.smtp_code, halts=True,
-                    ) from None  # fmt: skip
-                logger.info("SMTP %s refused the saved access token for %s (%s %s); "
-                            "refreshing it", c.host, user, exc.smtp_code, said)  # fmt: skip
+                        transient=False,
+                        code=exc.smtp_code,
+                        halts=True,
+                    ) from None
+                logger.info(
+                    "SMTP %s refused the saved access token for %s (%s %s); refreshing it",
+                    c.host,
+                    user,
+                    exc.smtp_code,
+                    said,
+                )
 
     def close(self) -> None:
         if self._conn is not None:

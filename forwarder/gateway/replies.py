@@ -352,15 +352,41 @@ _CODE_GROUPS = ("BANNED", "FORBIDDEN", "NO_LIST", "MSG", "AUTH")
 
 #: Words of a reply that reports success, in English, Russian and Ukrainian.
 SUCCESS_WORDS = (
-    "ok", "okay", "accepted", "success", "successful", "successfully", "sent", "delivered",
-    "queued", "успешно", "отправлено", "доставлено", "принято", "успішно", "відправлено",
-    "надіслано", "прийнято",
-)  # fmt: skip
+    "ok",
+    "okay",
+    "accepted",
+    "success",
+    "successful",
+    "successfully",
+    "sent",
+    "delivered",
+    "queued",
+    "успешно",
+    "отправлено",
+    "доставлено",
+    "принято",
+    "успішно",
+    "відправлено",
+    "надіслано",
+    "прийнято",
+)
 #: Word beginnings that veto success: "error(s)", "fail(ed|ure)", "ошибка", "помилка", …
 FAILURE_STEMS = (
-    "error", "fail", "reject", "denied", "invalid", "undeliver", "unable",
-    "ошибк", "неудач", "отказ", "отклон", "помилк", "невдал", "відмов",
-)  # fmt: skip
+    "error",
+    "fail",
+    "reject",
+    "denied",
+    "invalid",
+    "undeliver",
+    "unable",
+    "ошибк",
+    "неудач",
+    "отказ",
+    "отклон",
+    "помилк",
+    "невдал",
+    "відмов",
+)
 _SUCCESS = re.compile(rf"{_TOKEN_START}(?:{'|'.join(SUCCESS_WORDS)}){_TOKEN_END}", re.IGNORECASE)
 _FAILURE = re.compile(rf"{_TOKEN_START}(?:{'|'.join(FAILURE_STEMS)})", re.IGNORECASE)
 _NEGATIONS = frozenset({"not", "no", "never", "cannot", "не", "нет", "ні", "ни"})

@@ -65,5 +65,9 @@ def authenticate(client: imapclient.IMAPClient, config: ImapConfig) -> AccessTok
                     f"{config.username!r} ({settings.mechanism.upper()}: {said}): is "
                     f"imap.username the account you signed in as? ({settings.login_command})"
                 ) from None
-            logger.info("IMAP %s refused the saved access token for %s (%s); refreshing it",
-                        config.host, config.username, said)  # fmt: skip
+            logger.info(
+                "IMAP %s refused the saved access token for %s (%s); refreshing it",
+                config.host,
+                config.username,
+                said,
+            )

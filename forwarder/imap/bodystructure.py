@@ -120,9 +120,12 @@ def _parse_root(node: object, *, prefix: str, depth: int) -> Part:
             node, section=_join(prefix, "TEXT"), child_prefix=prefix, depth=depth
         )
     return _parse_leaf(
-        node, section=_join(prefix, "TEXT"), number=_join(prefix, "1"), mime_section=None,
+        node,
+        section=_join(prefix, "TEXT"),
+        number=_join(prefix, "1"),
+        mime_section=None,
         depth=depth,
-    )  # fmt: skip
+    )
 
 
 def _parse_child(node: object, section: str, depth: int) -> Part:

@@ -83,9 +83,13 @@ class Batch:
         summaries = [self._summaries[m.uid] for m in wanted if m.uid in self._summaries]
         fetched, refused = _tolerant(self.mailbox.fetch_text, summaries)
         gone = _left_out(
-            self.mailbox, self.folder, [(s.mail.uid, exc) for s, exc in refused],
-            asked=len(summaries), fetched=len(fetched), new=self.advance_to is not None,
-        )  # fmt: skip
+            self.mailbox,
+            self.folder,
+            [(s.mail.uid, exc) for s, exc in refused],
+            asked=len(summaries),
+            fetched=len(fetched),
+            new=self.advance_to is not None,
+        )
         complete = {m.uid: m for m in fetched}
         return [complete.get(m.uid, m) for m in self.mails if m.uid not in gone]
 
@@ -124,8 +128,11 @@ def poll_folder(
             logger.warning(
                 "%s: UIDVALIDITY changed from %d to %d (folder recreated or restored); "
                 "re-baselined at UID %d without forwarding its old mail",
-                folder, checkpoint.uidvalidity, state.uidvalidity, top,
-            )  # fmt: skip
+                folder,
+                checkpoint.uidvalidity,
+                state.uidvalidity,
+                top,
+            )
         store.baseline(folder, state.uidvalidity, top)
         store.set_meta(_FLOOR_KEY + folder, f"{state.uidvalidity}:{top}")
         return
@@ -144,8 +151,10 @@ def poll_folder(
     if news := [uid for uid in late if _REFUSED.format(folder, uid) not in mailbox.said]:
         logger.warning(
             "%s: %d mail(s) appeared below the checkpoint (UID %s); handling them now",
-            folder, len(news), ", ".join(map(str, news[:10])),
-        )  # fmt: skip
+            folder,
+            len(news),
+            ", ".join(map(str, news[:10])),
+        )
     _handle_uids(mailbox, store, folder, state, late, handle, advance=False, reads=reads)
     _handle_uids(mailbox, store, folder, state, new, handle, advance=True, reads=reads)
     if new:
@@ -192,16 +201,19 @@ def _handle_uids(
                 mailbox.said.add(f"keyword {folder}")
                 logger.warning(
                     "%s: the server does not keep the keyword %s here (PERMANENTFLAGS: %s); "
-                    "forwarded mail is not flagged", folder, keyword,
+                    "forwarded mail is not flagged",
+                    folder,
+                    keyword,
                     " ".join(sorted(state.permanent_flags)) or "none",
-                )  # fmt: skip
+                )
             continue
         try:
             mailbox.add_keyword(flag, keyword)
         except MailboxError as exc:
             # Committed already: the SMS is queued, only the flag is missing.
-            logger.warning("%s: could not flag UIDs %s with %s: %s", folder, list(flag), keyword,
-                           exc)  # fmt: skip
+            logger.warning(
+                "%s: could not flag UIDs %s with %s: %s", folder, list(flag), keyword, exc
+            )
             raise
 
 
@@ -252,9 +264,12 @@ def _left_out(
             mailbox.said.add(_REFUSED.format(folder, uid))
             logger.warning(
                 "%s/%d: the server would not let it be read (%s); the mail behind it goes on, "
-                "and it is tried again while among the last %d UIDs", folder, uid, exc,
+                "and it is tried again while among the last %d UIDs",
+                folder,
+                uid,
+                exc,
                 LATE_WINDOW,
-            )  # fmt: skip
+            )
     return {uid for uid, _ in refused}
 
 

@@ -600,8 +600,9 @@ def _structure(data: dict[bytes, Any], folder: str, uid: int) -> Part | None:
         if raw_structure is not None:
             return partial.parse_bodystructure(raw_structure)
     except partial.StructureError as exc:
-        logger.warning("%s/%d: unreadable BODYSTRUCTURE (%s); fetching its text whole", folder,
-                       uid, exc)  # fmt: skip
+        logger.warning(
+            "%s/%d: unreadable BODYSTRUCTURE (%s); fetching its text whole", folder, uid, exc
+        )
     return None
 
 

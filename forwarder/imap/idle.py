@@ -165,8 +165,14 @@ class IdleWatcher:
             level = logging.WARNING
         else:
             level = logging.INFO if news else logging.DEBUG
-        logger.log(level, "IDLE on %s: %s; reconnecting in %.1f s (attempt %d)", self.folder,
-                   error, delay, self.backoff.failures)  # fmt: skip
+        logger.log(
+            level,
+            "IDLE on %s: %s; reconnecting in %.1f s (attempt %d)",
+            self.folder,
+            error,
+            delay,
+            self.backoff.failures,
+        )
         # Backing off is progress: a server that is down is not a hang.
         self._heartbeat(delay + connect_budget(self.config))
         self._retry.wait(delay)
@@ -189,8 +195,9 @@ class IdleWatcher:
         if self.sessions == 1:
             logger.info("IDLE on %s: connected; new mail is pushed", self.folder)
         elif failures:
-            logger.info("IDLE on %s: connected again after %d failed attempt(s)", self.folder,
-                        failures)  # fmt: skip
+            logger.info(
+                "IDLE on %s: connected again after %d failed attempt(s)", self.folder, failures
+            )
         # After IDLE has started: whatever came before it (during an outage, or between
         # SELECT and IDLE) is found by the round this starts; everything later is announced.
         self._notify(CONNECTED)
@@ -215,8 +222,11 @@ class IdleWatcher:
                 # Its OAuth2 token would run out before the next renewal, and servers like
                 # Microsoft then end the session: a new connection with a fresh token now.
                 # The next session announces CONNECTED, so nothing arriving between is missed.
-                logger.info("IDLE on %s: the access token is about to expire; logging in "
-                            "again with a fresh one", self.folder)  # fmt: skip
+                logger.info(
+                    "IDLE on %s: the access token is about to expire; logging in "
+                    "again with a fresh one",
+                    self.folder,
+                )
                 return
             mailbox.noop()
             again = mailbox.select(self.folder, readonly=True)
@@ -290,5 +300,6 @@ class IdleWatchers:
             self._said_unsupported.set()
             logger.info(
                 "IMAP server %s does not offer IDLE: new mail is found by polling every %g s",
-                self.config.host, self.config.poll_interval,
-            )  # fmt: skip
+                self.config.host,
+                self.config.poll_interval,
+            )

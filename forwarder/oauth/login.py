@@ -69,8 +69,10 @@ def login(
         token = loopback_flow(settings, out=out, wait=wait)
     data = signed_in(settings, token, time.time())
     if not data.get("refresh_token"):
-        out("Note: the provider sent no refresh token, so forwarder must be signed in again "
-            "when this access token expires (did the scopes include offline_access?).")  # fmt: skip
+        out(
+            "Note: the provider sent no refresh token, so forwarder must be signed in again "
+            "when this access token expires (did the scopes include offline_access?)."
+        )
     try:
         tokenfile.save(settings.token_file, data)
     except OSError as exc:
@@ -79,14 +81,17 @@ def login(
             f"{exc.strerror or exc} (run as the user that may write the state directory)"
         ) from None
     out(f"Signed in. The tokens are saved in {settings.token_file} (readable by its owner only).")
-    out("If forwarder is already running, it uses them at its next try; to make it try at once:"
-        " sudo systemctl reload forwarder")  # fmt: skip
+    out(
+        "If forwarder is already running, it uses them at its next try; to make it try at once:"
+        " sudo systemctl reload forwarder"
+    )
     return data
 
 
 # -- device flow (RFC 8628) --------------------------------------------------------------------
-def device_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
-                sleep: Callable[[float], None]) -> dict[str, Any]:  # fmt: skip
+def device_flow(
+    settings: OAuth2Settings, *, out: Callable[[str], None], sleep: Callable[[float], None]
+) -> dict[str, Any]:
     from authlib.common.errors import AuthlibBaseError
 
     session = new_session(settings)
@@ -117,8 +122,9 @@ def device_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
                 elif error == "slow_down":
                     interval += SLOW_DOWN_STEP
                 elif error == "expired_token":
-                    raise LoginFailed("the code expired before you signed in; run forwarder "
-                                      "login again") from None  # fmt: skip
+                    raise LoginFailed(
+                        "the code expired before you signed in; run forwarder login again"
+                    ) from None
                 elif error == "access_denied":
                     raise LoginFailed("sign-in was declined") from None
                 else:
@@ -129,8 +135,9 @@ def device_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
                     f"{describe_http_error(exc)}"
                 ) from None
             if time.monotonic() > deadline:
-                raise LoginFailed("the code expired before you signed in; run forwarder "
-                                  "login again")  # fmt: skip
+                raise LoginFailed(
+                    "the code expired before you signed in; run forwarder login again"
+                )
     finally:
         session.close()
 
@@ -187,8 +194,9 @@ class _Callback:
         self.page = "forwarder: waiting…"
 
 
-def loopback_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
-                  wait: float) -> dict[str, Any]:  # fmt: skip
+def loopback_flow(
+    settings: OAuth2Settings, *, out: Callable[[str], None], wait: float
+) -> dict[str, Any]:
     from authlib.common.errors import AuthlibBaseError
     from authlib.common.security import generate_token
 
@@ -203,8 +211,12 @@ def loopback_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
         code_challenge_method="S256",
     )
     verifier = generate_token(64)  # RFC 7636 §4.1: 43-128 unreserved characters
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="login-callback", daemon=True)  # fmt: skip
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name="login-callback",
+        daemon=True,
+    )
     thread.start()
     try:
         assert settings.authorization_url
@@ -216,10 +228,14 @@ def loopback_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
         )
         out(f"To let forwarder read the mail of {settings.username}:")
         out(f"  1. open:   {url}")
-        out(f"  2. sign in as {settings.username} and allow access; the browser is then sent "
-            f"back to {redirect_uri} and this command finishes.")  # fmt: skip
-        out(f"  If that browser runs on another computer, first forward the port there: "
-            f"ssh -L {port}:127.0.0.1:{port} THIS-HOST")  # fmt: skip
+        out(
+            f"  2. sign in as {settings.username} and allow access; the browser is then sent "
+            f"back to {redirect_uri} and this command finishes."
+        )
+        out(
+            f"  If that browser runs on another computer, first forward the port there: "
+            f"ssh -L {port}:127.0.0.1:{port} THIS-HOST"
+        )
         out(f"Waiting for you ({_minutes(wait)} at most)…")
         if not callback.done.wait(wait):
             raise LoginFailed(f"no answer reached {redirect_uri} within {_minutes(wait)}")
@@ -227,8 +243,9 @@ def loopback_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback.url).query))
         if "error" in query:
             callback.page = "forwarder: sign-in was not completed. You may close this tab."
-            raise LoginFailed(f"the provider did not sign you in: {query['error']}"
-                              f"{': ' + _short(query.get('error_description', '')) if query.get('error_description') else ''}")  # noqa: E501  # fmt: skip
+            described = query.get("error_description")
+            detail = f": {_short(described)}" if described else ""
+            raise LoginFailed(f"the provider did not sign you in: {query['error']}{detail}")
         try:
             token = session.fetch_token(
                 settings.token_url,
@@ -242,8 +259,9 @@ def loopback_flow(settings: OAuth2Settings, *, out: Callable[[str], None],
             raise LoginFailed(f"the token endpoint refused the code: {_described(exc)}") from None
         except Exception as exc:
             callback.page = "forwarder: sign-in failed; see the terminal."
-            raise LoginFailed(f"cannot reach the token endpoint {settings.token_url}: "
-                              f"{describe_http_error(exc)}") from None  # fmt: skip
+            raise LoginFailed(
+                f"cannot reach the token endpoint {settings.token_url}: {describe_http_error(exc)}"
+            ) from None
         callback.page = "forwarder: signed in. You may close this tab."
         return dict(token)
     finally:
@@ -278,8 +296,10 @@ def _listen(settings: OAuth2Settings, callback: _Callback) -> HTTPServer:
     try:
         return HTTPServer(("127.0.0.1", settings.redirect_port), Handler)
     except OSError as exc:
-        raise LoginFailed(f"cannot listen on 127.0.0.1:{settings.redirect_port} for the "
-                          f"browser's answer: {exc.strerror or exc}") from None  # fmt: skip
+        raise LoginFailed(
+            f"cannot listen on 127.0.0.1:{settings.redirect_port} for the "
+            f"browser's answer: {exc.strerror or exc}"
+        ) from None
 
 
 def _described(exc: Any) -> str:

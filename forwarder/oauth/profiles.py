@@ -118,8 +118,9 @@ def default_flow(provider: str, *, device_url: str | None) -> str:
     return "device"
 
 
-def flow_problem(provider: str, flow: str, *, device_url: str | None,
-                 authorization_url: str | None) -> str | None:  # fmt: skip
+def flow_problem(
+    provider: str, flow: str, *, device_url: str | None, authorization_url: str | None
+) -> str | None:
     if provider == "google" and flow == "device":
         return (
             "Google refuses the device flow for the Gmail scope: use flow: loopback "

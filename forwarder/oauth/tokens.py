@@ -44,8 +44,15 @@ logger = logging.getLogger(__name__)
 #: Refresh when less than this is left: covers clock skew and a login that takes a while.
 REFRESH_MARGIN = 300.0
 #: Errors of the token endpoint that no retry will fix (RFC 6749 §5.2).
-_REFUSALS = frozenset({"invalid_client", "unauthorized_client", "invalid_scope",
-                       "unsupported_grant_type", "invalid_request"})  # fmt: skip
+_REFUSALS = frozenset(
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_scope",
+        "unsupported_grant_type",
+        "invalid_request",
+    }
+)
 _DESCRIPTION_MAX = 200
 
 
@@ -180,13 +187,15 @@ class TokenSource:
         try:
             self._data = tokenfile.load(path)
         except tokenfile.TokenFileError as exc:
-            raise TokenRefused(f"{exc}; run {self.settings.login_command}",
-                               account=self.settings.account) from None  # fmt: skip
+            raise TokenRefused(
+                f"{exc}; run {self.settings.login_command}", account=self.settings.account
+            ) from None
         self._signature, self._loaded = current, True
         self._refused.clear()
         if self._dead is not None and current != self._dead_signature:
-            logger.info("OAuth2 account %s: new tokens in %s; trying them",
-                        self.settings.account, path)  # fmt: skip
+            logger.info(
+                "OAuth2 account %s: new tokens in %s; trying them", self.settings.account, path
+            )
             self._dead = None
 
     def _check_client(self, data: dict[str, Any]) -> None:
@@ -214,8 +223,9 @@ class TokenSource:
         s = self.settings
         refresh_token = data.get("refresh_token")
         if not refresh_token:
-            raise self._login_required("the saved access token expired and there is no "
-                                       "refresh token")  # fmt: skip
+            raise self._login_required(
+                "the saved access token expired and there is no refresh token"
+            )
         session = self._session()
         kwargs: dict[str, Any] = {"timeout": s.timeout}
         if s.refresh_with_scope and s.scopes:
@@ -229,12 +239,15 @@ class TokenSource:
             session.close()
         fresh = _merge(data, dict(token), self.clock(), s)
         self._save(fresh)
-        logger.debug("OAuth2 account %s: access token refreshed (valid %.0f s)%s", s.account,
-                     fresh["expires_at"] - self.clock() if fresh.get("expires_at") else -1,
-                     "; the refresh token was rotated" if fresh["refresh_token"] != refresh_token
-                     else "")  # fmt: skip
-        return AccessToken(Secret(fresh["access_token"]), _float(fresh.get("expires_at")),
-                           fresh=True)  # fmt: skip
+        logger.debug(
+            "OAuth2 account %s: access token refreshed (valid %.0f s)%s",
+            s.account,
+            fresh["expires_at"] - self.clock() if fresh.get("expires_at") else -1,
+            "; the refresh token was rotated" if fresh["refresh_token"] != refresh_token else "",
+        )
+        return AccessToken(
+            Secret(fresh["access_token"]), _float(fresh.get("expires_at")), fresh=True
+        )
 
     def _save(self, data: dict[str, Any]) -> None:
         try:
@@ -267,11 +280,13 @@ class TokenSource:
         if isinstance(error, str):
             described = f"{error}: {_short(getattr(exc, 'description', '') or '')}".rstrip(": ")
             if error == "invalid_grant":
-                return self._login_required(f"the provider refused the refresh token "
-                                            f"({described})")  # fmt: skip
+                return self._login_required(f"the provider refused the refresh token ({described})")
             if error in _REFUSALS:
-                return TokenRefused(f"{where} was refused ({described}): check oauth2.client_id"
-                                    ", client_secret and scopes", account=s.account)  # fmt: skip
+                return TokenRefused(
+                    f"{where} was refused ({described}): check oauth2.client_id"
+                    ", client_secret and scopes",
+                    account=s.account,
+                )
             return TokenUnavailable(f"{where} failed ({described})", account=s.account)
         return TokenUnavailable(f"{where} failed ({describe_http_error(exc)})", account=s.account)
 
@@ -302,16 +317,18 @@ class CommandTokenSource(TokenSource):
                 start_new_session=True,  # its own group: a timeout kills its children too
             )
         except OSError as exc:
-            raise TokenRefused(f"{name} cannot be run: {exc.strerror or exc}",
-                               account=s.account) from None  # fmt: skip
+            raise TokenRefused(
+                f"{name} cannot be run: {exc.strerror or exc}", account=s.account
+            ) from None
         try:
             out, err = proc.communicate(timeout=s.timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise TokenUnavailable(f"{name} did not finish within {s.timeout:g} s",
-                                   account=s.account) from None  # fmt: skip
+            raise TokenUnavailable(
+                f"{name} did not finish within {s.timeout:g} s", account=s.account
+            ) from None
         printed = out.decode("utf-8", "replace")
         lines = [line.strip() for line in printed.splitlines() if line.strip()]
         if proc.returncode != 0:
@@ -320,11 +337,13 @@ class CommandTokenSource(TokenSource):
                 detail = detail.replace(line, "***")
             last = next((x.strip() for x in reversed(detail.splitlines()) if x.strip()), "")
             said = f": {_short(last)}" if last else ""
-            raise TokenUnavailable(f"{name} exited with status {proc.returncode}{said}",
-                                   account=s.account)  # fmt: skip
+            raise TokenUnavailable(
+                f"{name} exited with status {proc.returncode}{said}", account=s.account
+            )
         if not lines:
-            raise TokenRefused(f"{name} printed nothing (it must print the access token)",
-                               account=s.account)  # fmt: skip
+            raise TokenRefused(
+                f"{name} printed nothing (it must print the access token)", account=s.account
+            )
         return lines[0]
 
 
@@ -360,8 +379,9 @@ def describe_http_error(exc: BaseException) -> str:
     return name
 
 
-def _merge(old: dict[str, Any], token: dict[str, Any], now: float,
-           settings: OAuth2Settings) -> dict[str, Any]:  # fmt: skip
+def _merge(
+    old: dict[str, Any], token: dict[str, Any], now: float, settings: OAuth2Settings
+) -> dict[str, Any]:
     """The token file's new content after a refresh (or a sign-in, when ``old`` is empty)."""
     if not token.get("access_token"):
         raise TokenUnavailable(

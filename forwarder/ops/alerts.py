@@ -137,9 +137,13 @@ def _clock(at: float, now: float, tz: tzinfo | None) -> str:
 
 
 def _down_text(
-    host: str, trouble: Trouble, since: float, now: float, tz: tzinfo | None,
+    host: str,
+    trouble: Trouble,
+    since: float,
+    now: float,
+    tz: tzinfo | None,
     account: str = "default",
-) -> str:  # fmt: skip
+) -> str:
     at = _clock(since, now, tz)
     if trouble is Trouble.LOGIN:
         command = "forwarder login" + ("" if account == "default" else f" --account {account}")

@@ -187,7 +187,9 @@ class HealthPinger:
         # The reason texts come from urllib and never hold the URL's path; said once.
         logger.log(
             logging.DEBUG if self._broken else logging.WARNING,
-            "health ping to %s failed: %s (the next round tries again)", where(self.url), why,
-        )  # fmt: skip
+            "health ping to %s failed: %s (the next round tries again)",
+            where(self.url),
+            why,
+        )
         self._broken = True
         return False

@@ -236,8 +236,9 @@ class WatchdogPinger:
             self.withholding = verdict.reason
             logger.error(
                 "watchdog: %s; no more WATCHDOG=1, so systemd restarts forwarder within %.0f s",
-                verdict.reason, self.interval,
-            )  # fmt: skip
+                verdict.reason,
+                self.interval,
+            )
         with self._cond:
             self.checks += 1
             self.pings += int(sent)

@@ -975,9 +975,9 @@ def compile_ruleset(top: Section, context: GuardContext) -> RuleSet:
     """
     zone = _timezone(top)
     guard_section = top.section("guards")
-    guards = Guards(context, [name for name in GUARD_NAMES if guard_section.bool(name, True)])
+    guards = Guards(context, [name for name in GUARD_NAMES if guard_section.boolean(name, True)])
     guard_section.finish()
-    default = top.str("default", SKIP, choices=ACTIONS)
+    default = top.text("default", SKIP, choices=ACTIONS)
     rules = _rules(top)
     _check_reachable(rules, top)
     if not rules and default == SKIP:
@@ -993,7 +993,7 @@ def compile_ruleset(top: Section, context: GuardContext) -> RuleSet:
 
 
 def _timezone(top: Section) -> tzinfo | None:
-    name = top.str("timezone", None, what="an IANA time zone name like 'Europe/Kyiv'")
+    name = top.text("timezone", None, what="an IANA time zone name like 'Europe/Kyiv'")
     if name is None:
         return None
     try:
@@ -1048,26 +1048,26 @@ def _rules(top: Section) -> tuple[Rule, ...]:
 
 
 def _rule(s: Section, compiler: _ConditionCompiler) -> Rule:
-    name = s.str("name", what="a short name shown in logs and tests", check=_name_problem)
-    action = s.str("action", what="forward or skip", choices=ACTIONS)
+    name = s.text("name", what="a short name shown in logs and tests", check=_name_problem)
+    action = s.text("action", what="forward or skip", choices=ACTIONS)
     match_node = s.raw("match")
     match = None
     if s.has("match"):
         match = compiler.mapping(match_node, s.name("match"), s.line("match"))
     options = RuleOptions(
-        template=s.str("template", None, what="an SMS template", check=validate_template),
-        max_length=s.int("max_length", None, minimum=1, maximum=SMS_MAX_CHARS),
-        sender=s.str(
+        template=s.text("template", None, what="an SMS template", check=validate_template),
+        max_length=s.integer("max_length", None, minimum=1, maximum=SMS_MAX_CHARS),
+        sender=s.text(
             "sender",
             None,
             what="an alpha-name registered with AlphaSMS",
             check=gateway.check_alpha_name,  # it becomes (the start of) the gateway's Subject
         ),
-        encoding=s.str("encoding", None, choices=ENCODINGS),
-        transliterate=s.str("transliterate", None, choices=TRANSLITERATIONS),
-        max_segments=s.int("max_segments", None, minimum=1, maximum=MAX_SEGMENTS),
+        encoding=s.text("encoding", None, choices=ENCODINGS),
+        transliterate=s.text("transliterate", None, choices=TRANSLITERATIONS),
+        max_segments=s.integer("max_segments", None, minimum=1, maximum=MAX_SEGMENTS),
         delay=s.duration("delay", None),
-        unless_read=s.bool("unless_read", False),
+        unless_read=s.boolean("unless_read", False),
     )
     if options.unless_read and not options.delay:
         s.error(
@@ -1100,7 +1100,7 @@ def _name_problem(name: str) -> str | None:
 
 
 def _quiet(q: Section, compiler: _ConditionCompiler) -> Quiet | None:
-    time_text = q.str("time", what="a time window like '22:00-07:00'")
+    time_text = q.text("time", what="a time window like '22:00-07:00'")
     window = None
     if time_text is not None:
         window = compiler.time_window(time_text, q.name("time"), q.line("time"))
@@ -1108,7 +1108,7 @@ def _quiet(q: Section, compiler: _ConditionCompiler) -> Quiet | None:
     days = None
     if days_node is not None:
         days = compiler.day_set(days_node, q.name("days"), q.line("days"))
-    then = q.str("then", HOLD, choices=QUIET_THEN)
+    then = q.text("then", HOLD, choices=QUIET_THEN)
     q.finish()
     return None if window is None else Quiet(window, days, then)
 

@@ -164,7 +164,7 @@ def load_rule_tests(
     for index, item in enumerate(node):
         line = node.line_of(index) if isinstance(node, YList) else top.line("tests")
         s = Section(item, f"tests[{index}]", top.problems, file=top.file, line=line)
-        name = s.str("name", what="a short description of the case")
+        name = s.text("name", what="a short description of the case")
         if name is not None:
             if name in first_line:
                 s.error(
@@ -196,9 +196,9 @@ def _expectation(s: Section, rule_names: tuple[str, ...]) -> Expectation | None:
         return None
     if isinstance(node, Mapping):
         e = s.section("expect")
-        rule = e.str("rule", None, what="a rule name")
-        action = e.str("action", None, choices=(EXPECT_FORWARD, EXPECT_SKIP))
-        held = e.bool("held") if e.raw("held") is not None else None
+        rule = e.text("rule", None, what="a rule name")
+        action = e.text("action", None, choices=(EXPECT_FORWARD, EXPECT_SKIP))
+        held = e.boolean("held") if e.raw("held") is not None else None
         e.finish()
         if not node:
             s.error("expect", f"{s.name('expect')} names nothing to check (rule, action or held)")
@@ -241,10 +241,10 @@ def _known(rule: str, rule_names: tuple[str, ...], s: Section, key: str) -> bool
 def _mail(m: Section, index: int, zone: tzinfo | None, base: Path) -> tuple[Mail, datetime] | None:
     """The test's Mail and the moment it is decided at; None after reporting a problem."""
     now = _when(m, zone)
-    folder = m.str("folder", "INBOX", what="a folder name")
-    account = m.str("account", "default", what="an account name")
+    folder = m.text("folder", "INBOX", what="a folder name")
+    account = m.text("account", "default", what="an account name")
     size = m.size("size", None)
-    file = m.str("file", None, what="a path to an .eml file")
+    file = m.text("file", None, what="a path to an .eml file")
     raw = _read_eml(m, base / file) if file is not None else _compose(m, index, now)
     if file is not None:
         for key in _MESSAGE_FIELDS:
@@ -294,7 +294,7 @@ def _compose(m: Section, index: int, now: datetime | None) -> bytes | None:
             addresses = m.str_list(key, [], what="addresses")
             if addresses:
                 message[header] = ", ".join(addresses)
-        subject = m.str("subject", None)
+        subject = m.text("subject", None)
         if subject is not None:
             message["Subject"] = subject
         h = m.section("headers")
@@ -305,8 +305,8 @@ def _compose(m: Section, index: int, now: datetime | None) -> bytes | None:
             message["Date"] = format_datetime(now)
         if "Message-ID" not in message:
             message["Message-ID"] = f"<rule-test-{index + 1}@{TEST_MESSAGE_ID_DOMAIN}>"
-        message.set_content(m.str("body", "", what="the body text"))
-        if m.bool("has_attachment", False):
+        message.set_content(m.text("body", "", what="the body text"))
+        if m.boolean("has_attachment", False):
             content, maintype, subtype, filename = _ATTACHMENT
             message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
             message.set_boundary(f"rule-test-{index + 1}")  # the same bytes on every run

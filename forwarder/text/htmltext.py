@@ -36,22 +36,78 @@ FEED_CHUNK = 2048
 #: Elements whose content is never shown (HTML Living Standard §15.3.1 ``display: none``
 #: defaults, plus embedded objects that carry no text for a reader).
 INVISIBLE_ELEMENTS = frozenset(
-    {"head", "title", "style", "script", "template", "svg", "math", "object", "iframe",
-     "audio", "video", "canvas", "map", "datalist", "select", "option"}
-)  # fmt: skip
+    {
+        "head",
+        "title",
+        "style",
+        "script",
+        "template",
+        "svg",
+        "math",
+        "object",
+        "iframe",
+        "audio",
+        "video",
+        "canvas",
+        "map",
+        "datalist",
+        "select",
+        "option",
+    }
+)
 
 #: Elements without an end tag (HTML Living Standard §13.1.2 void elements).
 VOID_ELEMENTS = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-     "source", "track", "wbr"}
-)  # fmt: skip
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    }
+)
 
 #: Block elements: a line break before and after.
 BLOCK_ELEMENTS = frozenset(
-    {"div", "section", "article", "header", "footer", "nav", "aside", "main", "address",
-     "center", "dl", "dt", "dd", "form", "fieldset", "figure", "figcaption", "tr", "li",
-     "caption", "tbody", "thead", "tfoot", "hr", "legend", "details", "summary"}
-)  # fmt: skip
+    {
+        "div",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "nav",
+        "aside",
+        "main",
+        "address",
+        "center",
+        "dl",
+        "dt",
+        "dd",
+        "form",
+        "fieldset",
+        "figure",
+        "figcaption",
+        "tr",
+        "li",
+        "caption",
+        "tbody",
+        "thead",
+        "tfoot",
+        "hr",
+        "legend",
+        "details",
+        "summary",
+    }
+)
 
 #: Paragraph-like elements: a blank line before and after.
 PARAGRAPH_ELEMENTS = frozenset(

@@ -112,9 +112,18 @@ _QUOTED_LINE = re.compile(r"\s*>")
 
 #: Every disclaimer pattern contains one of these: a cheap test before the expensive one.
 _DISCLAIMER_WORDS = (
-    "confidential", "intended", "disclaimer", "environment", "scanned", "checked",
-    "конфиденц", "конфіденц", "адресат", "ошибк", "помилк",
-)  # fmt: skip
+    "confidential",
+    "intended",
+    "disclaimer",
+    "environment",
+    "scanned",
+    "checked",
+    "конфиденц",
+    "конфіденц",
+    "адресат",
+    "ошибк",
+    "помилк",
+)
 
 
 def _might_be_disclaimer(text: str) -> bool:

@@ -436,6 +436,10 @@ def render(mail: MailFacts, options: SmsOptions, *, now: datetime, rule: str = "
     sms = smstext.fit(fields, options)
     logger.debug(
         "%s rule %s: SMS of %d characters, %s, %d segment(s)",
-        mail.describe(), rule, sms.length, sms.encoding, sms.segments,
-    )  # fmt: skip
+        mail.describe(),
+        rule,
+        sms.length,
+        sms.encoding,
+        sms.segments,
+    )
     return sms

@@ -194,8 +194,14 @@ class IdentityProvider:
         return self.url("introspect")
 
     # -- what tests arrange ------------------------------------------------------------------
-    def issue(self, user: str, client_id: str = PUBLIC_CLIENT, scope: str = DEFAULT_SCOPE,
-              *, access_ttl: float | None = None) -> dict[str, Any]:  # fmt: skip
+    def issue(
+        self,
+        user: str,
+        client_id: str = PUBLIC_CLIENT,
+        scope: str = DEFAULT_SCOPE,
+        *,
+        access_ttl: float | None = None,
+    ) -> dict[str, Any]:
         """Tokens for ``user`` as if they had signed in: the token endpoint's JSON answer."""
         with self._cond:
             return self._issue(user, client_id, scope, access_ttl=access_ttl)
@@ -247,8 +253,9 @@ class IdentityProvider:
                 if (user is None or r.user == user) and not r.revoked
             ]
 
-    def grants_of(self, grant_type: str, *, ok: bool | None = None,
-                  user: str | None = None) -> list[Grant]:  # fmt: skip
+    def grants_of(
+        self, grant_type: str, *, ok: bool | None = None, user: str | None = None
+    ) -> list[Grant]:
         with self._cond:
             return [
                 g
@@ -266,16 +273,18 @@ class IdentityProvider:
                 if i.user == user and (active is None or i.active == active)
             ]
 
-    def wait_for(self, condition: Callable[[], bool], what: str,
-                 timeout: float = WAIT_TIMEOUT) -> None:  # fmt: skip
+    def wait_for(
+        self, condition: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOUT
+    ) -> None:
         """Until ``condition()`` holds (re-checked whenever the provider handles a request)."""
         with self._cond:
             if not self._cond.wait_for(condition, timeout):
                 raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
 
     # -- the endpoints (called on the server's threads) --------------------------------------
-    def _issue(self, user: str, client_id: str, scope: str, *,
-               access_ttl: float | None = None) -> dict[str, Any]:  # fmt: skip
+    def _issue(
+        self, user: str, client_id: str, scope: str, *, access_ttl: float | None = None
+    ) -> dict[str, Any]:
         ttl = self.access_ttl if access_ttl is None else access_ttl
         access = "at-" + secrets.token_urlsafe(24)
         refresh = "rt-" + secrets.token_urlsafe(24)
@@ -379,8 +388,9 @@ class IdentityProvider:
             client_id = basic[0] if basic else params.get("client_id")
             error = body.get("error") if isinstance(body, dict) else None
             user = self._grant_user(params)
-            grant = Grant(params.get("grant_type", ""), client_id, error, dict(params), time.time(),
-                          user)  # fmt: skip
+            grant = Grant(
+                params.get("grant_type", ""), client_id, error, dict(params), time.time(), user
+            )
             self.grants.append(grant)
             return status, body
 
@@ -501,8 +511,14 @@ class _Handler(BaseHTTPRequestHandler):
         user, _, password = decoded.partition(":")
         return urllib.parse.unquote(user), urllib.parse.unquote(password)
 
-    def _send(self, status: int, body: Any, *, content_type: str = "application/json",
-              location: str | None = None) -> None:  # fmt: skip
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        *,
+        content_type: str = "application/json",
+        location: str | None = None,
+    ) -> None:
         if body is None:
             data = b"<html>upstream trouble</html>"
             content_type = "text/html"

@@ -33,8 +33,16 @@ def oauth2_section(idp: IdentityProvider, provider: str = "microsoft", **overrid
     return section
 
 
-def write_oauth_config(path: Path, account: Any, gateway: Any, idp: IdentityProvider, /, *,
-                       oauth2: dict | None = None, **extra: Any) -> Path:  # fmt: skip
+def write_oauth_config(
+    path: Path,
+    account: Any,
+    gateway: Any,
+    idp: IdentityProvider,
+    /,
+    *,
+    oauth2: dict | None = None,
+    **extra: Any,
+) -> Path:
     """The usual test config, but IMAP signs in with OAuth2 (``oauth2`` replaces the section)."""
     data = config_dict(account, gateway, path.parent / "state.db", **extra)
     data["imap"].pop("password", None)
@@ -50,8 +58,9 @@ def imap_settings(config_path: Path) -> OAuth2Settings:
     return settings
 
 
-def seed_tokens(settings: OAuth2Settings, idp: IdentityProvider, user: str,
-                **issue: Any) -> dict[str, Any]:  # fmt: skip
+def seed_tokens(
+    settings: OAuth2Settings, idp: IdentityProvider, user: str, **issue: Any
+) -> dict[str, Any]:
     """Sign ``user`` in at the simulator and save the tokens as ``forwarder login`` does."""
     data = signed_in(settings, idp.issue(user, settings.client_id, **issue), time.time())
     tokenfile.save(settings.token_file, data)

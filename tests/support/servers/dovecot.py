@@ -367,8 +367,10 @@ class DovecotServer:
         self._require_running()
         result = subprocess.run(
             [doveadm, "-c", str(self.config_file), "kick", user],
-            capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT,
+        )
         if result.returncode != 0:
             raise DovecotError(f"doveadm kick {user} failed: {result.stderr.strip()}")
 
