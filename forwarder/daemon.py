@@ -552,7 +552,11 @@ class Daemon:
     def _until_next_due(self) -> float:
         """Seconds until the next pending row comes due, within [0.05, the shortest poll]."""
         interval = min(account.poll_interval for account in self.config.accounts)
-        due = self.store.next_due()
+        try:
+            due = self.store.next_due()
+        except Exception:  # the delivery thread must live on (a state file it cannot read)
+            logger.exception("cannot read when the next SMS is due; looking again in %gs", interval)
+            return interval
         if due is None:
             return interval
         return min(interval, max(0.05, due - self.clock()))
