@@ -145,6 +145,8 @@ class Daemon:
             read_states=self._read_states,
             find_in_sent=self._find_in_sent,
             retry_in=self._deliver_in,
+            looked_at=self._looked_at,
+            ask_look=self.wake,
             stopping=self._stopping,
             progress=lambda: self._delivery_watch.beat() if self._delivery_watch else None,
         )
@@ -497,6 +499,14 @@ class Daemon:
                 looked = True
                 found.update(answer)
         return found if looked else None
+
+    def _looked_at(self) -> float | None:
+        """Delivery's look port: when the latest complete look at *every* account began
+        (which account a receipt copy lands in is not known); None if one has not looked."""
+        looks = [intake.looked_from for intake in list(self.intakes.values())]
+        if not looks or any(look is None for look in looks):
+            return None
+        return min(look for look in looks if look is not None)
 
     def _deliver_in(self, delay: float) -> None:
         """A delivery pass in ``delay`` seconds (a doubt's receipt_wait ends then)."""

@@ -137,6 +137,9 @@ class Intake:
         self._missing: set[str] = set()  # folders found missing (reported once)
         self._watchers: list[IdleWatchers] = []  # a list so that stopping them is one pop
         self.looked_at: set[str] = set()  # folders polled (or baselined) at least once
+        #: When the latest complete look (every folder read) began, wall time; None: none
+        #: yet in this run. A receipt copy that had arrived by then is recorded (delivery).
+        self.looked_from: float | None = None
         self._tidy: dict[str, list[int]] = {}  # folder → UIDs of receipts to mark and move
         self._sent_folder: str | None = None  # found on the server (RFC 6154)
         self._said: set[str] = set()  # problems said once (no Sent folder, ...)
@@ -248,12 +251,14 @@ class Intake:
             return  # the retry job, an IDLE reconnect or the next poll ends the wait
         for attempt in (1, 2):
             kept = self.mailbox is not None
+            began = self.clock.time()
+            complete = True
             try:
                 mailbox = self._connection()
                 for folder in self.imap.folders:
                     if self._stopping.is_set():
                         return
-                    self._poll_folder(mailbox, folder)
+                    complete = self._poll_folder(mailbox, folder) and complete
             except MailboxError as exc:
                 self._disconnect()
                 if attempt == 1 and kept and not isinstance(exc, PermanentError):
@@ -264,9 +269,12 @@ class Intake:
                 self._failed(exc)
                 return
             self._succeeded()
+            if complete:
+                self.looked_from = began
             return
 
-    def _poll_folder(self, mailbox: Mailbox, folder: str) -> None:
+    def _poll_folder(self, mailbox: Mailbox, folder: str) -> bool:
+        """Read one folder's new mail; whether it was read (or is missing: nothing to read)."""
         now = self.clock.monotonic()
         # The late-arrival check costs a SEARCH when nothing is new: once per poll_interval.
         last = self._late_checked.get(folder)
@@ -288,18 +296,19 @@ class Intake:
                 self._missing.add(folder)
                 logger.error("%s; check imap.folders (the other folders are watched)", exc)
             self.looked_at.add(folder)  # looked at: there is nothing there to miss
-            return
+            return True
         except CommandRefused as exc:
             # The connection is fine and the checkpoint did not move: this folder is tried
             # again next round, and the folders after it must not wait for it.
             logger.warning("%s: %s; the other folders go on", folder, exc)
-            return
+            return False
         self.looked_at.add(folder)
         if check_late:
             self._late_checked[folder] = now
         if folder in self._missing:
             self._missing.discard(folder)
             logger.info("IMAP folder %r exists again", folder)
+        return True
 
     def _tidy_receipts(self, mailbox: Mailbox, folder: str) -> None:
         """Keep the receipts just recorded out of the user's way: ``\\Seen``, and moved to

@@ -194,6 +194,11 @@ def test_no_copy_within_the_wait_means_it_did_not_get_through_and_it_is_resent(
     assert row(daemon, queued.id).state == State.IN_DOUBT  # a receipt may still come
     clock.advance(1)
     daemon.delivery.flush(daemon.clock())
+    # The wait is over, but the last look began before it ended: it proves nothing yet.
+    assert row(daemon, queued.id).state == State.IN_DOUBT
+    daemon.intake.poll()
+    daemon.delivery.flush(daemon.clock())
+    assert row(daemon, queued.id).state == State.PENDING
     clock.advance(600)  # the resend waits out the SMTP backoff (the server just failed)
     daemon.delivery.flush(daemon.clock())
     (sms,) = simulator.wait_for(1)
@@ -230,6 +235,7 @@ def test_on_doubt_alert_waits_for_the_receipt_then_alerts_and_a_late_copy_still_
     (queued,) = queue(daemon)
     daemon.delivery.flush(daemon.clock())
     clock.advance(WAIT)
+    daemon.intake.poll()  # a look begun after the wait: the copy is not there
     daemon.delivery.flush(daemon.clock())
     assert row(daemon, queued.id).state == State.IN_DOUBT  # never sent again
     assert doubts(daemon) == {"alerted": 1}
@@ -298,6 +304,60 @@ def test_a_crash_in_the_window_is_settled_by_the_sent_folder_after_the_restart(
     assert row(fresh, queued.id).state == State.SENT
     assert simulator.received == []  # never sent again
     assert doubts(fresh) == {"receipt": 1}
+
+
+def test_after_a_restart_no_receipt_is_ruled_before_intake_has_read_the_copy(
+    tmp_path: Path, account, gateway_factory, clock, daemons, monkeypatch
+) -> None:
+    """The race the 1 000-kill soak found: a crash between the dot and the 250, the copy
+    already in INBOX, and the restart's catch-up still reading when receipt_wait ends.
+    Ruling on the receipts of before the crash would send a second SMS."""
+    simulator = gateway_factory(local=to_inbox(account))
+    daemon = start(daemons, tmp_path, simulator, clock, account, receipts="copy")
+    (queued,) = queue(daemon)
+    daemon.store.start_attempt(queued.id)
+    daemon.store.before_dot(queued.id, proof="copy")
+    # The crash: the server accepted it and delivered the copy; forwarder never saw the 250.
+    account.server.append(account.user, "INBOX", _request_bytes(queued.message_id))
+    daemon.store.close()
+    fresh = make_daemon(daemon.config, clock)
+    daemons.append(fresh)
+    asked: list[bool] = []
+    monkeypatch.setattr(fresh.delivery, "ask_look", lambda: asked.append(True))
+    fresh.delivery.recover()
+    clock.advance(WAIT + 1)  # intake has not looked yet (a long catch-up, or IMAP slow)
+    fresh.delivery.flush(fresh.clock())
+    assert row(fresh, queued.id).state == State.IN_DOUBT  # not resent on no evidence
+    assert asked == [True]  # delivery asked intake for a look
+    fresh.delivery.flush(fresh.clock())
+    assert asked == [True]  # once per doubt: a round that cannot look must not spin
+    fresh.intake.poll()  # the look: the copy is read and recorded as the receipt
+    fresh.delivery.flush(fresh.clock())
+    assert row(fresh, queued.id).state == State.SENT
+    assert simulator.received == []  # never sent again
+    assert doubts(fresh) == {"receipt": 1}
+
+
+def test_a_doubt_is_resent_when_imap_cannot_look_for_as_long_again(
+    tmp_path: Path, account, gateway_factory, clock, daemons
+) -> None:
+    simulator = gateway_factory(local=to_inbox(account))
+    daemon = start(daemons, tmp_path, simulator, clock, account, receipts="copy")
+    (queued,) = queue(daemon)
+    daemon.store.start_attempt(queued.id)
+    daemon.store.before_dot(queued.id, proof="copy")  # the copy never arrived: not accepted
+    daemon.store.close()
+    fresh = make_daemon(daemon.config, clock)
+    daemons.append(fresh)
+    fresh.delivery.recover()
+    clock.advance(2 * WAIT - 1)  # no look in this run (IMAP down)
+    fresh.delivery.flush(fresh.clock())
+    assert row(fresh, queued.id).state == State.IN_DOUBT
+    clock.advance(1)
+    fresh.delivery.flush(fresh.clock())
+    (sms,) = simulator.wait_for(1)  # never missed comes before never twice
+    assert sms.message_id == queued.message_id
+    assert doubts(fresh) == {"resent": 1}
 
 
 def _request_bytes(message_id: str) -> bytes:
@@ -436,6 +496,8 @@ def test_doubt_rulings() -> None:
             "now": 10.0,
             "wait": 120.0,
             "on_doubt": "resend",
+            "looked_at": 120.0,  # a look begun as the wait ended
+            "imap_wait": 120.0,
         } | kw
         return doubt_ruling(**args).action
 
@@ -446,6 +508,18 @@ def test_doubt_rulings() -> None:
     assert ruling(now=120.0, on_doubt="alert") is DoubtAction.ALERT
     assert ruling(proof="") is DoubtAction.RESEND  # nothing can prove it: no point waiting
     assert ruling(proof="", on_doubt="alert") is DoubtAction.ALERT
+    # "No receipt" needs a look begun after the wait ended; an older one proves nothing
+    # (after a restart, intake may still be reading the backlog that holds the copy).
+    looked = {"now": 130.0}
+    assert ruling(**looked, looked_at=None) is DoubtAction.LOOK  # no look at all yet
+    assert ruling(**looked, looked_at=119.0) is DoubtAction.LOOK
+    assert ruling(**looked, looked_at=120.0) is DoubtAction.RESEND
+    assert ruling(**looked, looked_at=120.0, on_doubt="alert") is DoubtAction.ALERT
+    assert ruling(**looked, looked_at=5.0, receipt=True) is DoubtAction.CONFIRMED
+    # IMAP that cannot look is not waited for for ever: never missed comes first.
+    assert ruling(now=240.0, looked_at=5.0) is DoubtAction.RESEND
+    assert ruling(now=240.0, looked_at=None, on_doubt="alert") is DoubtAction.ALERT
+    assert ruling(proof="", now=130.0, looked_at=None) is DoubtAction.RESEND
 
 
 def test_own_ids_and_resolve() -> None:

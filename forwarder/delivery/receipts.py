@@ -23,8 +23,9 @@ reported to; iCloud reports conflict; Yahoo does not: ``auto`` uses ``copy`` for
 it does not know, which works wherever the copy lands in a folder forwarder watches.
 
 What a doubt then becomes (``doubt_ruling``): a receipt → ``sent``, never sent again; no
-receipt possible, or none within ``delivery.receipt_wait`` → ``delivery.on_doubt``:
-``resend`` (default: a second SMS costs less than a missed one) or ``alert``.
+receipt possible, or none found by a look begun after ``delivery.receipt_wait`` →
+``delivery.on_doubt``: ``resend`` (default: a second SMS costs less than a missed one) or
+``alert``. IMAP unable to look for as long again → ``on_doubt`` all the same.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def own_ids(values: Iterable[str], own_domain: str) -> tuple[str, ...]:
 class DoubtAction(Enum):
     CONFIRMED = "confirmed"  # a receipt: mark it sent, never send it again
     WAIT = "wait"  # a receipt may still come
+    LOOK = "look"  # the wait is over, but no look since could have seen the receipt
     RESEND = "resend"  # no receipt: send it again (the same Message-ID)
     ALERT = "alert"  # no receipt: leave it, say so (delivery.on_doubt: alert)
 
@@ -119,12 +121,23 @@ def doubt_ruling(
     now: float,
     wait: float,
     on_doubt: str,
+    looked_at: float | None,
+    imap_wait: float,
 ) -> DoubtRuling:
     """What to do with a request in doubt, ``now``.
 
     ``proof`` is what its last attempt could be proved by (``NO_PROOF``: nothing, e.g. the
     copy recipient was refused, or receipts are off); ``receipt`` whether one was found;
     ``began_at`` when this doubt was found (a crash, or a connection lost after the dot).
+
+    "No receipt" is only concluded from a look that could have seen one: ``looked_at`` is
+    when the latest complete look (every watched folder read, or the Sent folder searched)
+    *began*, None if there was none. A receipt that arrives within ``wait`` is seen by any
+    look begun after ``began_at + wait``; an older look proves nothing. Without that check a
+    restart could rule on the receipts of before the crash, while intake is still reading
+    the backlog that holds the copy, and send a second SMS. Where IMAP cannot look at all,
+    the request is not held for ever: after ``imap_wait`` more it is ruled on without one
+    (never missed comes before never twice).
     """
     if receipt:
         return DoubtRuling(
@@ -134,11 +147,22 @@ def doubt_ruling(
         return DoubtRuling(
             DoubtAction.WAIT, f"waiting up to {wait:g}s for its receipt ({proof}) to arrive"
         )
-    why = (
-        f"no receipt ({proof}) within delivery.receipt_wait ({wait:g}s)"
-        if proof
-        else "no receipt can tell whether it got through"
-    )
+    looked = looked_at is not None and looked_at >= began_at + wait
+    if proof and not looked and now < began_at + wait + imap_wait:
+        return DoubtRuling(
+            DoubtAction.LOOK,
+            f"waiting for a look at the mailbox for its receipt ({proof}), "
+            f"up to {imap_wait:g}s more",
+        )
+    if not proof:
+        why = "no receipt can tell whether it got through"
+    elif looked:
+        why = f"no receipt ({proof}) within delivery.receipt_wait ({wait:g}s)"
+    else:
+        why = (
+            f"no look at the mailbox for its receipt ({proof}) was possible within "
+            f"{wait + imap_wait:g}s (IMAP down?)"
+        )
     if on_doubt == "alert":
         return DoubtRuling(DoubtAction.ALERT, f"{why}; not sent again (delivery.on_doubt: alert)")
     return DoubtRuling(

@@ -68,6 +68,10 @@ def _no_retry(delay: float) -> None:
     return None
 
 
+def _never_looked() -> float | None:
+    return None
+
+
 class Delivery:
     """Sends due outbox rows through one ``Sender``; owns the sender across reloads."""
 
@@ -81,6 +85,8 @@ class Delivery:
         read_states: ReadStates = _no_imap,
         find_in_sent: FindInSent = _no_sent_folder,
         retry_in: Callable[[float], None] = _no_retry,
+        looked_at: Callable[[], float | None] = _never_looked,
+        ask_look: Callable[[], None] = lambda: None,
         stopping: threading.Event | None = None,
         progress: Callable[[], None] = lambda: None,
     ) -> None:
@@ -91,9 +97,14 @@ class Delivery:
         self.read_states = read_states
         self.find_in_sent = find_in_sent
         self._retry_in = retry_in  # a round when a doubt's receipt_wait ends
+        # When the latest complete look at every account's folders began (copy receipts),
+        # and a way to ask for one: a doubt is only ruled "no receipt" after such a look.
+        self.looked_at = looked_at
+        self.ask_look = ask_look
         self._stopping = stopping or threading.Event()
         self._cut_off: set[int] = set()  # rows whose doubt began in this run (server failed)
         self._scheduled: set[tuple[int, float]] = set()  # doubts whose wait end has a round
+        self._looked_for: set[tuple[int, float]] = set()  # doubts that asked for a look
         self.unwritable: str | None = None  # why the state file cannot be written, if so
         self._progress = progress  # called per row: a long burst is progress, not a hang
         self.sender = self._new_sender(config)
@@ -279,7 +290,10 @@ class Delivery:
             # Left in_doubt without a doubt: the commit of sent (or of the doubt) failed
             # earlier in this run, e.g. on a full disk. Nothing is in flight during a flush.
             doubts = self.store.open_doubts()
+        # Read before the receipts: a look that ends in between only adds receipts.
+        copies_looked = self.looked_at()
         found = self.store.receipts_for(r.message_id for r in rows)
+        searched: float | None = None  # when the Sent folder was searched, if it could be
         asked = [
             r.message_id
             for r in rows
@@ -288,10 +302,15 @@ class Delivery:
             and doubts[r.id].proof == Receipts.SENT_FOLDER
         ]
         if asked:
-            for message_id, receipt in (self.find_in_sent(asked) or {}).items():
+            began = self.clock()
+            answer = self.find_in_sent(asked)
+            if answer is not None:
+                searched = began
+            for message_id, receipt in (answer or {}).items():
                 self.store.add_receipt(receipt)
                 found[message_id] = receipt.how
         wait = self.config.delivery.receipt_wait
+        asked_look = False
         for row in rows:
             doubt, how = doubts.get(row.id), found.get(row.message_id)
             if doubt is None:
@@ -305,6 +324,8 @@ class Delivery:
                 now=now,
                 wait=wait,
                 on_doubt=self.config.delivery.on_doubt,
+                looked_at=searched if doubt.proof == Receipts.SENT_FOLDER else copies_looked,
+                imap_wait=wait,  # as long again for IMAP to look, then ruled on without it
             )
             if ruling.action is DoubtAction.CONFIRMED:
                 self._confirmed(row, how or doubt.proof)
@@ -319,6 +340,16 @@ class Delivery:
                     row.source_message_id,
                     ruling.reason,
                 )
+            elif ruling.action is DoubtAction.LOOK:
+                # Asked once per doubt: a round that cannot look (IMAP down, backing off)
+                # wakes delivery too, and asking again then would spin. The polls go on.
+                if (row.id, doubt.began_at) not in self._looked_for:
+                    self._looked_for.add((row.id, doubt.began_at))
+                    logger.debug("SMS %s: %s", row.message_id, ruling.reason)
+                    if not asked_look:
+                        asked_look = True
+                        self.ask_look()
+                    self._retry_in(max(0.0, doubt.began_at + 2 * wait - now))
             else:  # WAIT: a round when the wait ends, asked for once per doubt
                 if only is not None:  # said once: when the doubt began
                     logger.warning(
