@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
@@ -151,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     for warning in config.warnings:
         logger.warning("%s", warning)
+    import sqlite3
+
     from forwarder import crashpoints
     from forwarder.daemon import Daemon  # imports the I/O edges only when they are needed
 
@@ -481,6 +481,8 @@ LOW_DISK = 1024 * 1024
 
 
 def _state_disk(path: Path) -> dict:
+    import shutil
+
     try:
         free = shutil.disk_usage(path.parent).free
     except OSError:

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from forwarder.text import mime, transform
+from forwarder.text import mime
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -99,7 +99,13 @@ class Mail:
 
     @cached_property
     def body(self) -> str:
-        """The readable body text (see ``forwarder.text.transform.body_text``), computed once."""
+        """The readable body text (see ``forwarder.text.transform.body_text``), computed once.
+
+        The transformer (HTML, quotes, signatures) is imported here, on first use: the
+        rules, ``check`` and ``test`` build Mail values and never need it (bench_cli).
+        """
+        from forwarder.text import transform
+
         return transform.body_text(self.message)
 
     @property
