@@ -252,6 +252,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # 512 KiB of page cache instead of SQLite's 2 MiB: the working set (checkpoints, the
+        # due rows, recent ledger pages) is small and the OS caches the file anyway; with the
+        # default the daemon's RSS grew by the cache filling up over the first 10 000 mails.
+        self._db.execute("PRAGMA cache_size=-512")
         with self._lock:
             version = self._schema_version()
             if version is not None and version > SCHEMA_VERSION:
