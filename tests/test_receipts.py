@@ -114,6 +114,29 @@ def test_the_copy_settles_a_doubt_and_the_gateway_sees_only_its_request(
     assert "\\Seen" in account.server.fetch_flags(account.user, "INBOX", [uid])[uid]
 
 
+def test_a_copy_in_a_backlog_is_found_by_its_moved_message_id(
+    tmp_path: Path, account, gateway_factory, clock, daemons
+) -> None:
+    """A backlog is fetched with only the header fields the rules read; the copy's
+    Message-ID headers are always among them, also the one Outlook moves ours to."""
+    simulator = gateway_factory()
+    daemon = start(daemons, tmp_path, simulator, clock, account, receipts="copy")
+    simulator.drop_next("data", accept=True)
+    (queued,) = queue(daemon)
+    daemon.delivery.flush(daemon.clock())
+    assert row(daemon, queued.id).state == State.IN_DOUBT
+    ((_rcpt, copy),) = simulator.copies
+    for n in range(15):  # more than a push fetch: the backlog's header-fields fetch
+        account.server.append(account.user, "INBOX", make_mail(f"hello {n}", "nothing urgent"))
+    account.server.append(account.user, "INBOX", outlook_rewrite(copy))
+    daemon.intake.poll()
+    clock.advance(1)
+    daemon.delivery.flush(daemon.clock())
+    assert row(daemon, queued.id).state == State.SENT
+    assert doubts(daemon) == {"receipt": 1}
+    assert len(simulator.received) == 1
+
+
 def test_a_copy_is_never_forwarded_whatever_the_rules_and_guards_say(
     tmp_path: Path, account, gateway_factory, clock, daemons
 ) -> None:
