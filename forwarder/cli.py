@@ -540,6 +540,8 @@ def status_data(config: Config, store: Store, limit: int = 10) -> dict:
             for account in config.accounts
         },
         "state_disk": _state_disk(config.state),
+        # Why the running daemon stopped sending (wrong smtp settings), until a reload.
+        "smtp_halted": store.get_meta("smtp_halted") or None,
         "outbox": store.count_states(),
         # Requests whose 250 was never seen, by how each ended: receipt (confirmed by its
         # copy or its Sent entry, not sent again), resent (no proof: maybe a second SMS),
@@ -623,6 +625,11 @@ def _status(args: argparse.Namespace) -> int:
     print(f"last poll:  {_ago(data['last_poll'])}")
     if data["last_poll_error"]:
         print(f"IMAP error: {data['last_poll_error']}")
+    if data["smtp_halted"]:
+        print(
+            f"SENDING STOPPED: {data['smtp_halted']}; queued SMS wait. Fix the smtp settings, "
+            "then reload (systemctl reload forwarder) or restart"
+        )
     for entry in data["oauth2"]:
         who = f"{entry['account']} ({entry['provider']}, {entry['username']})"
         if entry["signed_in"] is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from forwarder.cli import main as cli_main
+from forwarder.cli import status_data
 from forwarder.delivery.states import State
 from tests.support.configs import ALPHA, OWNER
 from tests.support.delivery import (
@@ -263,19 +264,25 @@ def test_the_sms_that_meets_wrong_settings_waits_with_the_queue_and_goes_once_fi
 
 
 def test_a_reload_with_unchanged_settings_resumes_a_halted_sender(
-    tmp_path: Path, gateway, clock, daemons
+    tmp_path: Path, gateway, clock, daemons, capsys
 ) -> None:
     daemon = start(daemons, tmp_path, gateway, clock)
     gateway.fail_next(535, "relay access denied", stage="mail")
     failing, waiting = queue(daemon, ["urgent 1", "urgent 2"])
     daemon.delivery.flush(daemon.clock())
     assert daemon.sender.halted is not None
+    # 'forwarder status' reads the state file: the halt is there, in its own line.
+    halted = status_data(daemon.config, daemon.store)["smtp_halted"]
+    assert halted == daemon.sender.halted
+    assert cli_main(["status", "--config", str(daemon.config.source)]) == 0
+    assert f"SENDING STOPPED: {halted}; queued SMS wait" in capsys.readouterr().out
     daemon.delivery.flush(daemon.clock())
     assert row(daemon, waiting.id).attempts == 0
     assert daemon.reload()  # SIGHUP: the cause was fixed on the server's side
     daemon.delivery.flush(daemon.clock())
     assert row(daemon, waiting.id).state == "sent"
     assert row(daemon, failing.id).state == "sent"  # it waited for the settings too
+    assert status_data(daemon.config, daemon.store)["smtp_halted"] is None
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])

@@ -63,6 +63,9 @@ from forwarder.tls import client_context
 
 logger = logging.getLogger(__name__)
 
+#: The state file's record of a halted sender (the scrubbed reason; '' when sending goes).
+HALT_KEY = "smtp_halted"
+
 #: Between rounds, after a failed send: 30 s doubling to 15 min (delivery.retry_backoff*).
 SMTP_RETRY = Policy("smtp retry", first=30.0, cap=900.0)
 
@@ -202,6 +205,7 @@ class Sender:
         self.config = config
         self.halted = None
         self.retry_at = 0.0
+        self.store.set_meta(HALT_KEY, "")
 
     def ready(self, now: float) -> bool:
         """May a send be tried now (not halted, not backing off)?"""
@@ -372,6 +376,8 @@ class Sender:
             # still applies), or an important mail would be lost to a fixable setting.
             self.halted = text
             self.store.wait(row.id, error=text)
+            # For 'forwarder status', which reads the state file, not this process.
+            self.store.set_meta(HALT_KEY, text)
             logger.error(
                 "sending stopped: %s. Queued SMS wait (%s among them); fix the smtp settings, "
                 "then reload (SIGHUP) or restart forwarder",

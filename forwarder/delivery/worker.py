@@ -16,6 +16,7 @@ copy that intake recorded, or its entry in the Sent folder, asked of IMAP throug
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from forwarder.delivery.policy import (
     verdict,
 )
 from forwarder.delivery.receipts import DoubtAction, Receipts, doubt_ruling
-from forwarder.delivery.sender import Sender
+from forwarder.delivery.sender import HALT_KEY, Sender
 from forwarder.delivery.states import State
 from forwarder.gateway.request import new_message_id
 from forwarder.gateway.tracker import ReplyTracker
@@ -124,6 +125,8 @@ class Delivery:
         if fresh.smtp != self.config.smtp or fresh.gateway != self.config.gateway:
             self.sender.close()
             self.sender = self._new_sender(fresh)
+            with contextlib.suppress(StateUnwritable):  # only status's line would be stale
+                self.store.set_meta(HALT_KEY, "")
         self.config = fresh
 
     def close(self) -> None:
@@ -481,6 +484,7 @@ class Delivery:
         Rows backing off after a transient failure are made due again: a restart is often
         the fix (the operator changed something), so they are tried at once.
         """
+        self.store.set_meta(HALT_KEY, "")  # a new process, a new sender: it may send
         retried = self.store.reset_backoff()
         if retried:
             logger.info("%d SMS waiting to retry are due again after the restart", retried)
