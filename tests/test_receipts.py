@@ -309,20 +309,31 @@ def test_not_in_sent_within_the_wait_is_resent_once(
     assert doubts(daemon) == {"resent": 1}
 
 
-def test_a_crash_in_the_window_is_settled_by_the_sent_folder_after_the_restart(
-    tmp_path: Path, account, gateway_factory, clock, daemons
-) -> None:
-    simulator = gateway_factory(sent=to_sent(account))
-    daemon = start(daemons, tmp_path, simulator, clock, account, receipts="sent_folder")
+def crash_after_the_dot(daemons, tmp_path, simulator, clock, account, proof, filed_in=None):
+    """A request cut off by a crash between the final dot and the 250, then a restart
+    (its outbox recovered). ``filed_in``: the folder where the server put what it accepted
+    (Sent, or INBOX for the copy); None: it did not accept it. Returns (daemon, request)."""
+    daemon = start(daemons, tmp_path, simulator, clock, account, receipts=proof)
     (queued,) = queue(daemon)
     daemon.store.start_attempt(queued.id)
-    daemon.store.before_dot(queued.id, proof="sent_folder")
-    # The crash: the server accepted it (filed in Sent), forwarder never saw the 250.
-    account.server.append(account.user, SENT_FOLDER, _request_bytes(queued.message_id))
+    daemon.store.before_dot(queued.id, proof=proof)
+    if filed_in is not None:
+        account.server.append(account.user, filed_in, _request_bytes(queued.message_id))
     daemon.store.close()
     fresh = make_daemon(daemon.config, clock)
     daemons.append(fresh)
     fresh.delivery.recover()
+    return fresh, queued
+
+
+def test_a_crash_in_the_window_is_settled_by_the_sent_folder_after_the_restart(
+    tmp_path: Path, account, gateway_factory, clock, daemons
+) -> None:
+    simulator = gateway_factory(sent=to_sent(account))
+    # The server accepted it (filed in Sent), forwarder never saw the 250.
+    fresh, queued = crash_after_the_dot(
+        daemons, tmp_path, simulator, clock, account, "sent_folder", filed_in=SENT_FOLDER
+    )
     fresh.delivery.flush(fresh.clock())
     assert row(fresh, queued.id).state == State.SENT
     assert simulator.received == []  # never sent again
@@ -336,18 +347,12 @@ def test_after_a_restart_no_receipt_is_ruled_before_intake_has_read_the_copy(
     already in INBOX, and the restart's catch-up still reading when receipt_wait ends.
     Ruling on the receipts of before the crash would send a second SMS."""
     simulator = gateway_factory(local=to_inbox(account))
-    daemon = start(daemons, tmp_path, simulator, clock, account, receipts="copy")
-    (queued,) = queue(daemon)
-    daemon.store.start_attempt(queued.id)
-    daemon.store.before_dot(queued.id, proof="copy")
-    # The crash: the server accepted it and delivered the copy; forwarder never saw the 250.
-    account.server.append(account.user, "INBOX", _request_bytes(queued.message_id))
-    daemon.store.close()
-    fresh = make_daemon(daemon.config, clock)
-    daemons.append(fresh)
+    # The server accepted it and delivered the copy; forwarder never saw the 250.
+    fresh, queued = crash_after_the_dot(
+        daemons, tmp_path, simulator, clock, account, "copy", filed_in="INBOX"
+    )
     asked: list[bool] = []
     monkeypatch.setattr(fresh.delivery, "ask_look", lambda: asked.append(True))
-    fresh.delivery.recover()
     clock.advance(WAIT + 1)  # intake has not looked yet (a long catch-up, or IMAP slow)
     fresh.delivery.flush(fresh.clock())
     assert row(fresh, queued.id).state == State.IN_DOUBT  # not resent on no evidence
@@ -365,14 +370,8 @@ def test_a_doubt_is_resent_when_imap_cannot_look_for_as_long_again(
     tmp_path: Path, account, gateway_factory, clock, daemons
 ) -> None:
     simulator = gateway_factory(local=to_inbox(account))
-    daemon = start(daemons, tmp_path, simulator, clock, account, receipts="copy")
-    (queued,) = queue(daemon)
-    daemon.store.start_attempt(queued.id)
-    daemon.store.before_dot(queued.id, proof="copy")  # the copy never arrived: not accepted
-    daemon.store.close()
-    fresh = make_daemon(daemon.config, clock)
-    daemons.append(fresh)
-    fresh.delivery.recover()
+    # Not accepted: no copy will ever come.
+    fresh, queued = crash_after_the_dot(daemons, tmp_path, simulator, clock, account, "copy")
     clock.advance(2 * WAIT - 1)  # no look in this run (IMAP down)
     fresh.delivery.flush(fresh.clock())
     assert row(fresh, queued.id).state == State.IN_DOUBT
