@@ -9,20 +9,24 @@ secret or any part of a mail: actions, states, reply codes and configured folder
 only, so the number of series stays small and fixed.
 
 The daemon keeps one ``Metrics`` for the whole run and updates it whether or not it is
-served (the updates are a few lock-protected additions); ``MetricsServer`` serves it.
+served: plain counts under a lock. ``prometheus_client`` is imported only when they are
+served or rendered, by a collector that reads them at each scrape (the library's pattern
+for exporting state that lives elsewhere): most daemons never serve metrics, and the
+library's import is about 1 MB of a 40 MB process (bench_watcher).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterable, Mapping
-from wsgiref.simple_server import WSGIServer
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import start_http_server
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from forwarder.delivery.states import FINAL, State
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["DEFAULT_PORT", "Metrics", "MetricsServer"]
 
@@ -53,79 +57,139 @@ class Metrics:
         actions: Iterable[str] = MAIL_ACTIONS,
         sms_states: Iterable[str] = SMS_STATES,
     ) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.mails = Counter(
-            "forwarder_mails", "Mails decided, by the action taken.", ["action"], registry=r
-        )
-        self.sms = Counter(
-            "forwarder_sms", "SMS settled, by the state they reached.", ["state"], registry=r
-        )
-        self.gateway_errors = Counter(
-            "forwarder_gateway_errors",
-            "Error replies from the SMS gateway, by code.",
-            ["code"],
-            registry=r,
-        )
-        self.outbox = Gauge("forwarder_outbox", "Outbox rows by state.", ["state"], registry=r)
-        self.circuit_open = Gauge(
-            "forwarder_circuit_open",
-            "1 while sending is paused after a gateway AUTH, FORBIDDEN or NO LIST reply.",
-            registry=r,
-        )
-        self.last_poll = Gauge(
-            "forwarder_last_poll_timestamp_seconds",
-            "Unix time of the last poll that looked at every folder.",
-            registry=r,
-        )
-        self.up = Gauge(
-            "forwarder_up", "1 while the folder's IDLE connection is up.", ["folder"], registry=r
-        )
         self._lock = threading.Lock()
-        self._outbox_states: set[str] = {str(state) for state in State}
         # Series that exist at 0 from the start: rate() and alerts need no "absent()" dance.
-        for action in actions:
-            self.mails.labels(action=action)
-        for state in sms_states:
-            self.sms.labels(state=str(state))
-        self.set_outbox({})  # every state at 0
+        self._mails: dict[str, float] = dict.fromkeys(actions, 0.0)
+        self._sms: dict[str, float] = dict.fromkeys(map(str, sms_states), 0.0)
+        self._gateway_errors: dict[str, float] = {}
+        self._outbox: dict[str, float] = dict.fromkeys(map(str, State), 0.0)
+        self._circuit_open = 0.0
+        self._last_poll = 0.0
+        self._up: dict[str, float] = {}
+        self._registry: CollectorRegistry | None = None
 
     # -- updates ------------------------------------------------------------------------------
     def mail_decided(self, action: str, count: int = 1) -> None:
-        self.mails.labels(action=action).inc(count)
+        with self._lock:
+            self._mails[action] = self._mails.get(action, 0.0) + count
 
     def sms_settled(self, state: str, count: int = 1) -> None:
-        self.sms.labels(state=state).inc(count)
+        with self._lock:
+            self._sms[state] = self._sms.get(state, 0.0) + count
 
     def gateway_error(self, code: str) -> None:
         """``code``: the reply code; ``MSG:XYZ`` counts as ``MSG`` (a fixed set of series)."""
-        self.gateway_errors.labels(code=code.split(":", 1)[0]).inc()
+        code = code.split(":", 1)[0]
+        with self._lock:
+            self._gateway_errors[code] = self._gateway_errors.get(code, 0.0) + 1
 
     def set_outbox(self, counts: Mapping[str, int]) -> None:
         """Rows per state now (``Store.count_states()``); a state absent from it is 0."""
         with self._lock:
-            self._outbox_states.update(counts)
-            for state in self._outbox_states:
-                self.outbox.labels(state=state).set(counts.get(state, 0))
+            for state in self._outbox.keys() | counts.keys():
+                self._outbox[str(state)] = float(counts.get(state, 0))
 
     def set_circuit(self, is_open: bool) -> None:
-        self.circuit_open.set(1 if is_open else 0)
+        with self._lock:
+            self._circuit_open = 1.0 if is_open else 0.0
 
     def polled(self, at: float) -> None:
         """A poll of every folder succeeded at Unix time ``at``."""
-        self.last_poll.set(at)
+        with self._lock:
+            self._last_poll = at
 
     def set_up(self, folder: str, up: bool) -> None:
-        self.up.labels(folder=folder).set(1 if up else 0)
+        with self._lock:
+            self._up[folder] = 1.0 if up else 0.0
 
     def forget_folder(self, folder: str) -> None:
         """The folder is no longer watched (reload): its series goes."""
-        with contextlib.suppress(KeyError):  # older prometheus_client raise for an absent one
-            self.up.remove(folder)
+        with self._lock:
+            self._up.pop(folder, None)
+
+    # -- exposition ---------------------------------------------------------------------------
+    @property
+    def registry(self) -> CollectorRegistry:
+        """A private registry (never the library's global one) holding only these metrics:
+        a second ``Metrics`` (a test, a reload) starts from zero and cannot clash."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            registry = CollectorRegistry(auto_describe=True)
+            registry.register(_Collector(self))
+            self._registry = registry
+        return self._registry
+
+    def families(self) -> Iterator[Any]:
+        """The metric families of this moment (``prometheus_client.core`` values)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        with self._lock:
+            mails, sms, errors = dict(self._mails), dict(self._sms), dict(self._gateway_errors)
+            outbox, up = dict(self._outbox), dict(self._up)
+            circuit, last_poll = self._circuit_open, self._last_poll
+
+        def labelled(family: Any, values: Mapping[str, float]) -> Any:
+            for label, value in values.items():
+                family.add_metric([label], value)
+            return family
+
+        yield labelled(
+            CounterMetricFamily(
+                "forwarder_mails", "Mails decided, by the action taken.", labels=["action"]
+            ),
+            mails,
+        )
+        yield labelled(
+            CounterMetricFamily(
+                "forwarder_sms", "SMS settled, by the state they reached.", labels=["state"]
+            ),
+            sms,
+        )
+        yield labelled(
+            CounterMetricFamily(
+                "forwarder_gateway_errors",
+                "Error replies from the SMS gateway, by code.",
+                labels=["code"],
+            ),
+            errors,
+        )
+        yield labelled(
+            GaugeMetricFamily("forwarder_outbox", "Outbox rows by state.", labels=["state"]),
+            outbox,
+        )
+        yield GaugeMetricFamily(
+            "forwarder_circuit_open",
+            "1 while sending is paused after a gateway AUTH, FORBIDDEN or NO LIST reply.",
+            value=circuit,
+        )
+        yield GaugeMetricFamily(
+            "forwarder_last_poll_timestamp_seconds",
+            "Unix time of the last poll that looked at every folder.",
+            value=last_poll,
+        )
+        yield labelled(
+            GaugeMetricFamily(
+                "forwarder_up", "1 while the folder's IDLE connection is up.", labels=["folder"]
+            ),
+            up,
+        )
 
     def render(self) -> bytes:
         """The text exposition format, as ``/metrics`` serves it."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
+
+
+class _Collector:
+    """Reads a ``Metrics`` at each scrape (``prometheus_client``'s custom-collector protocol)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        return self.metrics.families()
 
 
 class MetricsServer:
@@ -143,6 +207,8 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> tuple[str, int]:
+        from prometheus_client.exposition import start_http_server
+
         host = self.host.strip("[]")
         self._httpd, self._thread = start_http_server(
             self.port, addr=host, registry=self.metrics.registry
