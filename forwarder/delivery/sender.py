@@ -32,6 +32,7 @@ gateway password, API key and SMTP password before it is logged or stored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import select
@@ -205,7 +206,13 @@ class Sender:
         self.config = config
         self.halted = None
         self.retry_at = 0.0
-        self.store.set_meta(HALT_KEY, "")
+        self._record_halt("")
+
+    def _record_halt(self, reason: str) -> None:
+        """For 'forwarder status', which reads the state file, not this process: why sending
+        stopped ('' when it goes). A disk too full for it costs only that line."""
+        with contextlib.suppress(StateUnwritable):
+            self.store.set_meta(HALT_KEY, reason)
 
     def ready(self, now: float) -> bool:
         """May a send be tried now (not halted, not backing off)?"""
@@ -376,8 +383,7 @@ class Sender:
             # still applies), or an important mail would be lost to a fixable setting.
             self.halted = text
             self.store.wait(row.id, error=text)
-            # For 'forwarder status', which reads the state file, not this process.
-            self.store.set_meta(HALT_KEY, text)
+            self._record_halt(text)
             logger.error(
                 "sending stopped: %s. Queued SMS wait (%s among them); fix the smtp settings, "
                 "then reload (SIGHUP) or restart forwarder",

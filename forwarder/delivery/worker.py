@@ -16,7 +16,6 @@ copy that intake recorded, or its entry in the Sent folder, asked of IMAP throug
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -38,7 +37,7 @@ from forwarder.delivery.policy import (
     verdict,
 )
 from forwarder.delivery.receipts import DoubtAction, Receipts, doubt_ruling
-from forwarder.delivery.sender import HALT_KEY, Sender
+from forwarder.delivery.sender import Sender
 from forwarder.delivery.states import State
 from forwarder.gateway.request import new_message_id
 from forwarder.gateway.tracker import ReplyTracker
@@ -125,8 +124,6 @@ class Delivery:
         if fresh.smtp != self.config.smtp or fresh.gateway != self.config.gateway:
             self.sender.close()
             self.sender = self._new_sender(fresh)
-            with contextlib.suppress(StateUnwritable):  # only status's line would be stale
-                self.store.set_meta(HALT_KEY, "")
         self.config = fresh
 
     def close(self) -> None:
@@ -313,6 +310,7 @@ class Delivery:
                 self.store.add_receipt(receipt)
                 found[message_id] = receipt.how
         wait = self.config.delivery.receipt_wait
+        imap_wait = wait  # as long again for IMAP to look, then ruled on without a look
         asked_look = False
         for row in rows:
             doubt, how = doubts.get(row.id), found.get(row.message_id)
@@ -328,7 +326,7 @@ class Delivery:
                 wait=wait,
                 on_doubt=self.config.delivery.on_doubt,
                 looked_at=searched if doubt.proof == Receipts.SENT_FOLDER else copies_looked,
-                imap_wait=wait,  # as long again for IMAP to look, then ruled on without it
+                imap_wait=imap_wait,
             )
             if ruling.action is DoubtAction.CONFIRMED:
                 self._confirmed(row, how or doubt.proof)
@@ -352,7 +350,7 @@ class Delivery:
                     if not asked_look:
                         asked_look = True
                         self.ask_look()
-                    self._retry_in(max(0.0, doubt.began_at + 2 * wait - now))
+                    self._retry_in(max(0.0, doubt.began_at + wait + imap_wait - now))
             else:  # WAIT: a round when the wait ends, asked for once per doubt
                 if only is not None:  # said once: when the doubt began
                     logger.warning(
@@ -484,7 +482,6 @@ class Delivery:
         Rows backing off after a transient failure are made due again: a restart is often
         the fix (the operator changed something), so they are tried at once.
         """
-        self.store.set_meta(HALT_KEY, "")  # a new process, a new sender: it may send
         retried = self.store.reset_backoff()
         if retried:
             logger.info("%d SMS waiting to retry are due again after the restart", retried)

@@ -116,12 +116,12 @@ class Metrics:
             from prometheus_client import CollectorRegistry
 
             registry = CollectorRegistry(auto_describe=True)
-            registry.register(_Collector(self))
+            registry.register(self)  # a collector: collect() is read at each scrape
             self._registry = registry
         return self._registry
 
-    def families(self) -> Iterator[Any]:
-        """The metric families of this moment (``prometheus_client.core`` values)."""
+    def collect(self) -> Iterator[Any]:
+        """The metric families of this moment (``prometheus_client``'s collector protocol)."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         with self._lock:
@@ -180,16 +180,6 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
-
-
-class _Collector:
-    """Reads a ``Metrics`` at each scrape (``prometheus_client``'s custom-collector protocol)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Any]:
-        return self.metrics.families()
 
 
 class MetricsServer:
