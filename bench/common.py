@@ -151,15 +151,7 @@ def realistic_mail(n: int, subject: str, tag: str) -> bytes:
 
 def append_many(server: DovecotServer, folder: str, mails: Iterable[bytes]) -> None:
     """APPEND ``mails`` over one connection, MULTIAPPEND (RFC 3502) in batches."""
-    batch: list[bytes] = []
-    with server._session(USER) as client:  # the harness's own logged-in helper session
-        for raw in mails:
-            batch.append(raw)
-            if len(batch) == APPEND_BATCH:
-                client.multiappend(folder, batch)
-                batch = []
-        if batch:
-            client.multiappend(folder, batch)
+    server.append_many(USER, folder, list(mails), batch=APPEND_BATCH)
 
 
 # -- observing the daemon from outside ------------------------------------------------------

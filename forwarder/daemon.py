@@ -31,7 +31,7 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
@@ -64,6 +64,9 @@ RETRY_JOB = "imap-retry"
 
 #: Slack on the delivery loop's watchdog bound: its wait may overrun by a scheduling hiccup.
 DELIVERY_SLACK = 60.0
+
+#: The longest intake waits for delivery to send a backlog's likely mail (``_drain``).
+DRAIN_WAIT = 10.0
 
 
 def _job(base: str, account: str) -> str:
@@ -120,6 +123,11 @@ class Daemon:
         self._delivery_lock = threading.Lock()  # a flush, or a reload swapping the sender
         self._deliver_now = threading.Event()
         self._delivery_thread: threading.Thread | None = None
+        # Delivery passes begun and ended, and how many threads wait for an intake's lock
+        # (delivery in an intake port, a reload): what ``_drain`` waits on.
+        self._passes = threading.Condition()
+        self._passes_begun = self._passes_ended = 0
+        self._awaiting_intake = 0
         #: Set once every folder has been looked at (or, IMAP down, every folder has a
         #: checkpoint to resume from): mail that arrives after it is always forwarded.
         self.ready = threading.Event()
@@ -163,6 +171,7 @@ class Daemon:
             retry_in=lambda delay: self._schedule_retry(name, delay),
             stopping=self._stopping,
             on_commit=self._deliver_now.set,
+            drain=self._drain,
             name=name,
             observer=_AccountObserver(self.ops, name),
         )
@@ -243,6 +252,8 @@ class Daemon:
         self.ops.stopping("stopping: finishing the SMS in flight")
         self._stopping.set()
         self._deliver_now.set()
+        with self._passes:
+            self._passes.notify_all()  # an intake waiting in _drain goes on, and stops
         for intake in self.intakes.values():
             intake.stop_idle()
         if self.scheduler.running:
@@ -294,12 +305,12 @@ class Daemon:
         names = [account.name for account in fresh.accounts]
         for name in [n for n in self.intakes if n not in names]:  # an account removed
             gone = self.intakes.pop(name)
-            with gone.round_lock:
+            with self._waiting_for_intake(), gone.round_lock:
                 gone.close()
             with contextlib.suppress(JobLookupError):
                 self.scheduler.remove_job(_job(POLL_JOB, name))
             logger.info("account %s is no longer watched", name)
-        with self._delivery_lock, contextlib.ExitStack() as held:
+        with self._waiting_for_intake(), self._delivery_lock, contextlib.ExitStack() as held:
             for intake in self.intakes.values():
                 held.enter_context(intake.round_lock)
             for intake in self.intakes.values():
@@ -471,8 +482,48 @@ class Daemon:
             )
 
     # -- delivery ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _waiting_for_intake(self) -> Iterator[None]:
+        """The caller is about to wait for an intake's lock (delivery asking IMAP, a reload
+        holding the delivery lock): no intake may wait for delivery meanwhile (``_drain``),
+        or each would wait for the other."""
+        with self._passes:
+            self._awaiting_intake += 1
+            self._passes.notify_all()
+        try:
+            yield
+        finally:
+            with self._passes:
+                self._awaiting_intake -= 1
+
+    def _drain(self) -> None:
+        """Intake's drain port: wait until a delivery pass begun after now has ended.
+
+        Bounded by ``DRAIN_WAIT`` (a slow SMTP server must not stall intake), and over at
+        once when someone waits for an intake's lock, when stopping, or with no delivery
+        thread (a test driving rounds by hand).
+        """
+        thread = self._delivery_thread
+        if thread is None or not thread.is_alive():
+            return
+        with self._passes:
+            target = self._passes_begun + 1
+            self._deliver_now.set()
+            self._passes.wait_for(
+                lambda: (
+                    self._passes_ended >= target
+                    or self._awaiting_intake > 0
+                    or self._stopping.is_set()
+                ),
+                timeout=DRAIN_WAIT,
+            )
+
     def _read_states(self, rows: Sequence[OutboxRow]) -> dict[int, ReadState]:
         """Delivery's read-state port: each row asked of its own account's intake."""
+        with self._waiting_for_intake():
+            return self._read_states_now(rows)
+
+    def _read_states_now(self, rows: Sequence[OutboxRow]) -> dict[int, ReadState]:
         states: dict[int, ReadState] = {}
         by_account: dict[str, list[OutboxRow]] = {}
         for row in rows:
@@ -488,6 +539,10 @@ class Daemon:
     def _find_in_sent(self, message_ids: Sequence[str]) -> dict[str, Receipt] | None:
         """Delivery's Sent-folder port: each account's Sent folder, until all are found
         (which account the SMTP server files in is not known); None if none could look."""
+        with self._waiting_for_intake():
+            return self._find_in_sent_now(message_ids)
+
+    def _find_in_sent_now(self, message_ids: Sequence[str]) -> dict[str, Receipt] | None:
         found: dict[str, Receipt] = {}
         looked = False
         for intake in list(self.intakes.values()):
@@ -535,7 +590,14 @@ class Daemon:
             self._deliver_now.clear()
             if self._stopping.is_set():
                 break
-            self.flush()
+            with self._passes:
+                self._passes_begun += 1
+            try:
+                self.flush()
+            finally:
+                with self._passes:
+                    self._passes_ended += 1
+                    self._passes.notify_all()
         if watch is not None:
             watch.forget()
 

@@ -45,7 +45,7 @@ from forwarder.delivery.policy import ReadState
 from forwarder.delivery.receipts import ID_HEADERS, Receipts, own_ids
 from forwarder.gateway.request import new_message_id
 from forwarder.gateway.tracker import ReplyTracker
-from forwarder.imap.checkpoints import Batch, poll_folder
+from forwarder.imap.checkpoints import Batch, LikelySearchFailed, poll_folder
 from forwarder.imap.connection import (
     CommandRefused,
     FolderMissing,
@@ -106,7 +106,9 @@ class Intake:
 
     ``wake()`` asks the daemon for a round (an IDLE announcement, a reconnection);
     ``retry_in(seconds)`` asks for one when the backoff ends; ``on_commit()`` is called after
-    each batch that queued SMS was committed.
+    each batch that queued SMS was committed; ``drain()`` lets delivery send what a backlog's
+    likely mail queued before the rest of the backlog is read (it returns when delivery is
+    done with it, or could not be soon).
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Intake:
         retry_in: Callable[[float], None],
         stopping: threading.Event,
         on_commit: Callable[[], None] = lambda: None,
+        drain: Callable[[], None] = lambda: None,
         name: str = DEFAULT_ACCOUNT,
         observer: Observer | None = None,
     ) -> None:
@@ -133,6 +136,8 @@ class Intake:
         self._retry_in = retry_in
         self._stopping = stopping
         self._on_commit = on_commit
+        self._drain = drain
+        self._queued = False  # a batch of this folder's poll queued SMS
         # All state is made here, before any IDLE thread exists that could touch it.
         self.backoff = Backoff(clock=clock.monotonic)  # the round connection's failures
         self.mailbox: Mailbox | None = None
@@ -147,6 +152,8 @@ class Intake:
         self._tidy: dict[str, list[int]] = {}  # folder → UIDs of receipts to mark and move
         self._sent_folder: str | None = None  # found on the server (RFC 6154)
         self._said: set[str] = set()  # problems said once (no Sent folder, ...)
+        #: A backlog's SEARCH for likely mail broke a connection once: read in order.
+        self._in_order = False
         self.unwritable: str | None = None  # why the state file cannot be written, if so
         self.last_error: MailboxError | None = None  # of the last poll; None: it worked
         # The account's own round: one account down or slow never delays another.
@@ -265,6 +272,8 @@ class Intake:
                     complete = self._poll_folder(mailbox, folder) and complete
             except MailboxError as exc:
                 self._disconnect()
+                if isinstance(exc, LikelySearchFailed):
+                    self._in_order = True  # the server cannot afford it: never again
                 if attempt == 1 and kept and not isinstance(exc, PermanentError):
                     # The connection kept from the last round may have died with a server
                     # restart (that an IDLE thread just announced): one fresh try at once.
@@ -283,6 +292,7 @@ class Intake:
         # The late-arrival check costs a SEARCH when nothing is new: once per poll_interval.
         last = self._late_checked.get(folder)
         check_late = last is None or now - last >= self.imap.poll_interval
+        self._queued = False
         try:
             try:
                 poll_folder(
@@ -292,6 +302,8 @@ class Intake:
                     self._handle_batch,
                     check_late=check_late,
                     reads=self.config.ruleset.reads | RECEIPT_READS,  # a backlog: what is read
+                    likely=None if self._in_order else self.config.ruleset.likely,
+                    after_likely=self._after_likely,
                 )
             finally:
                 self._tidy_receipts(mailbox, folder)
@@ -313,6 +325,19 @@ class Intake:
             self._missing.discard(folder)
             logger.info("IMAP folder %r exists again", folder)
         return True
+
+    def _after_likely(self) -> None:
+        """A backlog's likely mail is committed: its SMS go out before the rest is read.
+
+        Delivery and intake share one interpreter: while intake parses thousands of
+        headers, each of delivery's SMTP replies and state commits waits for its turn, and
+        the 50 SMS of a backlog took as long as reading all of it (bench_catchup). The
+        rest of the backlog is what the rules' words did not find: it can wait the
+        moment these SMS take.
+        """
+        if self._queued:
+            self._queued = False
+            self._drain()
 
     def _tidy_receipts(self, mailbox: Mailbox, folder: str) -> None:
         """Keep the receipts just recorded out of the user's way: ``\\Seen``, and moved to
@@ -473,6 +498,7 @@ class Intake:
             self._tidy.setdefault(batch.folder, []).extend(r.uid for r in receipts)
         if outbox:
             crashpoints.reach(crashpoints.AFTER_COMMIT)
+            self._queued = True
             self._on_commit()
         counts = Counter(e.action for e in entries)
         self.observer.batch_decided(counts)

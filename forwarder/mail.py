@@ -36,6 +36,21 @@ class Reads:
 
 
 @dataclass(frozen=True)
+class Likely:
+    """Header words that a mail the forward rules can match holds at least one of.
+
+    Each term is (header field name, casefolded text): "this field contains this text,
+    ignoring case". Computed from the compiled rules (``RuleSet.likely``), it lets a
+    backlog be *ordered*: the mail a server-side SEARCH finds for these terms is decided
+    first (``imap.checkpoints``). It never narrows anything: every mail is decided anyway,
+    so a server that matches words where the rules match substrings, or decodes headers
+    its own way, can only make the hint less useful, never make mail be missed.
+    """
+
+    terms: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Mail:
     """A message with the facts the IMAP server told us about it.
 

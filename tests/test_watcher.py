@@ -4,50 +4,18 @@ UIDVALIDITY, expunges, late arrivals, bursts in batches, the keyword."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from imapclient.exceptions import IMAPClientError
 
-from forwarder.imap.checkpoints import BATCH, Batch, poll_folder
+from forwarder.imap.checkpoints import BATCH, poll_folder
 from forwarder.imap.connection import Mailbox, MailboxError
-from forwarder.mail import Mail
 from forwarder.records import LedgerEntry
 from forwarder.store import Store
 from tests.support.configs import imap_config
+from tests.support.deciders import Decider
 from tests.support.servers.mails import make_mail
-
-
-class Decider:
-    """A ``handle`` for poll_folder: mail whose subject says urgent is forwarded, and only
-    its text is fetched; every mail is recorded with the checkpoint, as the daemon does."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.batches: list[Batch] = []
-        self.texts: list[Mail] = []
-
-    def __call__(self, batch: Batch) -> Sequence[int]:
-        self.batches.append(batch)
-        urgent = [m for m in batch.mails if "urgent" in m.subject.lower()]
-        mails = batch.with_text(urgent) if urgent else batch.mails
-        forwarded = {m.uid for m in urgent}
-        self.texts += [m for m in mails if m.uid in forwarded]
-        handled = [
-            LedgerEntry(
-                m.uid, m.message_id, "forward" if m.uid in forwarded else "skip", None, "test"
-            )
-            for m in mails
-        ]
-        self.store.record_batch(
-            batch.folder, batch.uidvalidity, handled, [], advance_to=batch.advance_to
-        )
-        return sorted(forwarded)
-
-    @property
-    def uids(self) -> list[int]:
-        return [m.uid for b in self.batches for m in b.mails]
 
 
 @pytest.fixture

@@ -32,6 +32,16 @@ a full-text-search plugin, and decode RFC 2047 and 8-bit headers their own way, 
 prefilter built from them could drop mail a rule forwards. The conditions that would be
 exact (SINCE, flags) are not ones the rules have; and with only the fields the rules read
 fetched, a mail skipped costs a few hundred bytes.
+
+A SEARCH may *order* a backlog, though. When more new mail than one batch waits (after an
+outage), the mail the server finds for the forward rules' words (``RuleSet.likely``) is
+decided first, in batches that record it without moving the checkpoint, and its SMS leave
+while the rest is read; then every other new mail is decided in UID order, as always. What
+the SEARCH misses is only decided later, never skipped: the second pass reads every UID
+above the checkpoint that the ledger does not hold (a crash between the passes resumes
+there too). A server that refuses the SEARCH is read in order; one whose SEARCH breaks the
+connection (a timeout) makes ``LikelySearchFailed``, and the caller reads in order from
+then on.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from forwarder.imap.connection import CommandRefused, FolderState, Mailbox, MailboxError, Summary
-from forwarder.mail import Mail, Reads
+from forwarder.mail import Likely, Mail, Reads
 from forwarder.store import Store
 
 logger = logging.getLogger(__name__)
@@ -50,12 +60,19 @@ logger = logging.getLogger(__name__)
 #: New UIDs handled (fetched, decided, committed) per transaction.
 BATCH = 200
 
+#: A backlog's likely mail: how many make the first batch (the rest follow in BATCHes).
+FIRST_FEW = 10
+
 #: UIDs below the checkpoint searched again for mail that became visible late.
 LATE_WINDOW = 100
 
 #: Meta key prefix: per folder, "uidvalidity:uid" at or below which nothing is re-examined.
 _FLOOR_KEY = "late_floor:"
 _FROM_KEY = "late_from:"  # the checkpoint before its latest advance
+
+
+class LikelySearchFailed(MailboxError):
+    """The SEARCH for a backlog's likely mail broke the connection: read in order instead."""
 
 
 @dataclass
@@ -107,12 +124,16 @@ def poll_folder(
     *,
     check_late: bool = False,
     reads: Reads | None = None,
+    likely: Likely | None = None,
+    after_likely: Callable[[], None] = lambda: None,
 ) -> None:
     """Find mail above the folder's checkpoint (and late arrivals) and hand it over in batches.
 
     ``reads`` (``RuleSet.reads``) is what the rules and guards read: a large batch then
     comes with only those header fields (``Mailbox.fetch_summaries``), and ``Batch.with_text``
     completes the mail that may be forwarded. Without it every mail comes whole, as before.
+    ``likely`` (``RuleSet.likely``): a backlog's likely mail is handed over first, and
+    ``after_likely()`` is called before the rest is read (delivery may send it meanwhile).
     """
     state = mailbox.select(folder)
     checkpoint = store.checkpoint(folder)
@@ -156,15 +177,56 @@ def poll_folder(
             ", ".join(map(str, news[:10])),
         )
     _handle_uids(mailbox, store, folder, state, late, handle, advance=False, reads=reads)
-    _handle_uids(mailbox, store, folder, state, new, handle, advance=True, reads=reads)
+    rest: list[int] = []
     if new:
+        # Above the checkpoint, the ledger holds only what a first pass for likely mail
+        # recorded (this round's, or one a crash interrupted): the rest is new.
+        done = store.handled_uids(folder, state.uidvalidity, new)
+        if len(new) - len(done) > BATCH and likely is not None:
+            first = [uid for uid in _likely_uids(mailbox, folder, new, likely) if uid not in done]
+            # A few first, so that the first SMS waits for a few mails, not for all of them.
+            for part in (first[:FIRST_FEW], first[FIRST_FEW:]):
+                if part:
+                    _handle_uids(
+                        mailbox, store, folder, state, part, handle, advance=False, reads=reads
+                    )
+                    after_likely()
+            done |= store.handled_uids(folder, state.uidvalidity, first)
+        rest = [uid for uid in new if uid not in done]
+        _handle_uids(mailbox, store, folder, state, rest, handle, advance=True, reads=reads)
         # The window must cover everything the checkpoint just jumped over, however many
         # batches that was, or a late arrival inside a burst would be missed for ever.
         store.set_meta(_FROM_KEY + folder, f"{state.uidvalidity}:{last}")
-    if state.uidnext is not None and state.uidnext - 1 > (new[-1] if new else last):
-        # UIDs up to UIDNEXT-1 that the search did not return were expunged before we saw
-        # them; moving past them keeps the next quiet poll at one SELECT.
-        store.record_batch(folder, state.uidvalidity, [], [], advance_to=state.uidnext - 1)
+    reached = rest[-1] if rest else last
+    # UIDs up to UIDNEXT-1 that the search did not return were expunged before we saw
+    # them; moving past them keeps the next quiet poll at one SELECT. And the newest mail
+    # may all have been decided by the first pass: the checkpoint moves over it too.
+    top = max(new[-1] if new else last, state.uidnext - 1 if state.uidnext is not None else 0)
+    if top > reached:
+        store.record_batch(folder, state.uidvalidity, [], [], advance_to=top)
+
+
+def _likely_uids(mailbox: Mailbox, folder: str, new: Sequence[int], likely: Likely) -> list[int]:
+    """The new UIDs the server finds for the likely terms; [] if it will not search."""
+    try:
+        found = mailbox.search_likely(new[0], likely)
+    except CommandRefused as exc:
+        if "likely" not in mailbox.said:
+            mailbox.said.add("likely")
+            logger.info("%s: %s; the backlog is read in UID order", folder, exc)
+        return []
+    except MailboxError as exc:
+        raise LikelySearchFailed(f"{exc} (the search for likely mail first)") from None
+    wanted = set(new)
+    first = [uid for uid in found if uid in wanted]
+    logger.info(
+        "%s: %d new mails; the %d the rules' words find are decided first",
+        folder,
+        len(new),
+        len(first),
+        extra={"folder": folder},
+    )
+    return first
 
 
 def _handle_uids(

@@ -29,7 +29,7 @@ from forwarder.config import ImapConfig
 from forwarder.imap import auth
 from forwarder.imap import bodystructure as partial
 from forwarder.imap.bodystructure import Part, Section
-from forwarder.mail import Mail, Reads
+from forwarder.mail import Likely, Mail, Reads
 from forwarder.oauth import sasl, tokens
 from forwarder.tls import client_context
 
@@ -317,6 +317,21 @@ class Mailbox:
         result is filtered here rather than trusted.
         """
         found = self._call(self._client.search, ["UID", f"{max(first, 1)}:*"])
+        return sorted(uid for uid in found if uid >= first)
+
+    def search_likely(self, first: int, likely: Likely) -> list[int]:
+        """UIDs from ``first`` up whose header holds one of ``likely``'s terms, ascending.
+
+        ``UID n:* OR OR HEADER a x HEADER b y HEADER c z``: the ORs in prefix form, flat,
+        since imapclient quotes nested lists without the charset. CHARSET UTF-8 only when
+        a term needs it (US-ASCII is the only one every server must know).
+        """
+        terms = likely.terms
+        criteria: list[str] = ["UID", f"{max(first, 1)}:*", *["OR"] * (len(terms) - 1)]
+        for header, text in terms:
+            criteria += ["HEADER", header, text]
+        charset = None if all(text.isascii() for _, text in terms) else "UTF-8"
+        found = self._call(self._client.search, criteria, charset)
         return sorted(uid for uid in found if uid >= first)
 
     # -- fetching -------------------------------------------------------------------------

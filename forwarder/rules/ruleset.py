@@ -41,7 +41,7 @@ from forwarder.configfile.schema import (
 )
 from forwarder.configfile.yamlsource import scalar_text
 from forwarder.gateway import account as gateway
-from forwarder.mail import Mail, Reads
+from forwarder.mail import Likely, Mail, Reads
 from forwarder.rules.guards import GUARD_NAMES, GuardContext, Guards, auto_submitted_keyword
 from forwarder.rules.patterns import (
     DAY_NAMES,
@@ -134,6 +134,7 @@ class _Field:
     always_present: bool = False  # exactly one text in every mail (possibly '')
     address_header: str | None = None  # set for address fields: parsing them is costly
     header_fields: tuple[str, ...] = ()  # the header fields ``read`` looks at (see Reads)
+    search_header: str | None = None  # the header whose text holds every text (see Likely)
     folded_key: str = field(init=False, compare=False)  # cache key of the casefolded texts
 
     def __post_init__(self) -> None:
@@ -152,7 +153,9 @@ def _address_field(key: str, header: str) -> _Field:
                 texts.append(display_name)
         return tuple(texts)
 
-    return _Field(key, key, read, address_header=header, header_fields=(header,))
+    return _Field(
+        key, key, read, address_header=header, header_fields=(header,), search_header=header
+    )
 
 
 def _header_field(name: str) -> _Field:
@@ -162,6 +165,7 @@ def _header_field(name: str) -> _Field:
         f"header {name}",
         lambda facts: facts.headers(name),
         header_fields=(name,),
+        search_header=name,
     )
 
 
@@ -176,6 +180,7 @@ _TEXT_FIELDS: dict[str, _Field] = {
         lambda f: (f.mail.subject,),
         always_present=True,
         header_fields=("Subject",),
+        search_header="Subject",
     ),
     "body": _Field("body", "body", lambda f: (f.mail.body,), always_present=True),
     "folder": _Field("folder", "folder", lambda f: (f.mail.folder,), always_present=True),
@@ -622,6 +627,9 @@ class RuleSet:
         #: new mail (``Mailbox.fetch_summaries``), and the rest only for the mail that may
         #: be forwarded.
         self.reads: Reads = reads
+        #: The header words the mail the forward rules can match holds (None: no such words
+        #: known): a backlog's likely mail is decided first (``forwarder.imap.checkpoints``).
+        self.likely: Likely | None = _likely(rules)
 
     @property
     def needs_body(self) -> bool:
@@ -731,6 +739,69 @@ def _reads(condition: Condition) -> Reads:
     if isinstance(condition, Not):
         return _reads(condition.part)
     return Reads()  # size (always fetched), time, days: nothing of the mail's own
+
+
+#: At most this many terms in a backlog's SEARCH for likely mail; the first rules' come first.
+LIKELY_TERMS = 12
+#: Shorter literal pieces are in too much mail to be worth a SEARCH.
+_LIKELY_SHORTEST = 3
+_UNSEARCHABLE = re.compile(r"[\x00-\x1f\x7f]")  # no control character in an IMAP string
+
+
+def _likely(rules: tuple[Rule, ...]) -> Likely | None:
+    """Terms one of which the mail every forward rule with known words can match holds.
+
+    Only an ordering hint (see ``Likely``): a forward rule without such words is left out
+    of it, and its mail is decided in turn with the rest. A forward rule that can catch
+    any mail makes the hint pointless, so there is none.
+    """
+    terms: list[tuple[str, str]] = []
+    for rule in rules:
+        if rule.action != FORWARD:
+            continue
+        if rule.catch_all:
+            return None
+        needed = _needs(rule.match) if rule.match is not None else None
+        for term in sorted(needed or ()):
+            if term not in terms:
+                terms.append(term)
+    return Likely(tuple(terms[:LIKELY_TERMS])) if terms else None
+
+
+def _needs(condition: Condition) -> frozenset[tuple[str, str]] | None:
+    """Header terms one of which every mail matching ``condition`` holds; None if unknown.
+
+    A text pattern on a header needs the longest of its literal pieces in that header; a
+    list of patterns, or ``any:``, needs one of its parts' terms; ``all:`` needs those of
+    its most selective part. ``not:``, times, sizes and the body give none.
+    """
+    if isinstance(condition, TextMatch):
+        header = condition.source.search_header
+        if header is None:
+            return None
+        terms = set()
+        for pattern in condition.patterns:
+            pieces = [
+                piece
+                for piece in pattern.literals
+                if len(piece) >= _LIKELY_SHORTEST and not _UNSEARCHABLE.search(piece)
+            ]
+            if not pieces:
+                return None
+            terms.add((header, max(pieces, key=len)))
+        return frozenset(terms)
+    if isinstance(condition, AllOf):
+        known = [needs for part in condition.parts if (needs := _needs(part)) is not None]
+        return min(known, key=len) if known else None
+    if isinstance(condition, AnyOf):
+        found: set[tuple[str, str]] = set()
+        for part in condition.parts:
+            needs = _needs(part)
+            if needs is None:
+                return None
+            found |= needs
+        return frozenset(found)
+    return None
 
 
 def _line_of(node: Any, key: Any, default: int) -> int:

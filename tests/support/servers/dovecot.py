@@ -453,6 +453,12 @@ class DovecotServer:
             raise DovecotError(f"APPEND to {folder!r} gave no APPENDUID: {response!r}")
         return int(found.group(2))
 
+    def append_many(self, user: str, folder: str, raws: Sequence[bytes], batch: int = 500) -> None:
+        """APPEND ``raws`` over one connection, by MULTIAPPEND (RFC 3502) of ``batch`` each."""
+        with self._session(user) as client:
+            for start in range(0, len(raws), batch):
+                client.multiappend(folder, list(raws[start : start + batch]))
+
     def create_folder(self, user: str, name: str, *, exist_ok: bool = False) -> None:
         with self._session(user) as client:
             if exist_ok and client.folder_exists(name):
